@@ -1,0 +1,1 @@
+"""Torch-free batch scoring of exported movierec models (rec-score)."""
