@@ -1,0 +1,113 @@
+"""``TrainConfig``: the one configuration of ``rec-train``, built by the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from serve_batch.errors import UsageError
+
+#: Per-architecture defaults; an explicit CLI option overrides the preset value.
+PRESETS: dict[str, dict] = {
+    # The notebook: Adam 5e-4, batch 64, MSE, 6 epochs, best-validation checkpoint.
+    "seed": dict(
+        epochs=6,
+        batch_size=64,
+        lr=5e-4,
+        embedding_dim=100,
+        hidden=(128, 64),
+        factors=0,
+        reg=0.0,
+        weight_decay=0.0,
+        patience=0,
+    ),
+    "hybrid": dict(
+        epochs=40,
+        batch_size=1024,
+        lr=3e-3,
+        embedding_dim=32,
+        hidden=(64,),
+        factors=256,
+        reg=0.05,
+        weight_decay=1e-4,
+        patience=4,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What to train, on what data, and where to put the artifacts."""
+
+    data: Path | None = None
+    artifacts: Path = Path("artifacts")
+    arch: str = "hybrid"
+    seed: int = 42
+    epochs: int = 40
+    batch_size: int = 1024
+    lr: float = 3e-3
+    embedding_dim: int = 32
+    hidden: tuple[int, ...] = (64,)
+    factors: int = 256
+    reg: float = 0.05
+    weight_decay: float = 1e-4
+    patience: int = 4
+    test_size: float = 0.3
+    threads: int | None = None
+    quiet: bool = False
+
+    @classmethod
+    def for_arch(cls, arch: str = "hybrid", **overrides) -> TrainConfig:
+        """The preset of ``arch`` with every non-None override applied."""
+        if arch not in PRESETS:
+            raise UsageError(f"unknown architecture {arch!r}; expected one of {sorted(PRESETS)}")
+        values = dict(PRESETS[arch])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        names = {f.name for f in fields(cls)}
+        unknown = set(values) - names
+        if unknown:
+            raise UsageError(f"unknown training options: {sorted(unknown)}")
+        config = cls(arch=arch, **values)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Refuse values that cannot train, naming the option and the value received."""
+
+        def bad(name: str, expected: str) -> UsageError:
+            return UsageError(
+                f"--{name.replace('_', '-')} must be {expected}, got {getattr(self, name)!r}"
+            )
+
+        if self.epochs < 1:
+            raise bad("epochs", "at least 1")
+        if self.batch_size < 1:
+            raise bad("batch_size", "at least 1")
+        if not self.lr > 0:
+            raise bad("lr", "positive")
+        if self.embedding_dim < 1:
+            raise bad("embedding_dim", "at least 1")
+        if self.factors < 0:
+            raise bad("factors", "0 (no dot-product branch) or more")
+        if any(h < 1 for h in self.hidden):
+            raise bad("hidden", "a list of positive layer widths")
+        if self.arch == "seed" and self.factors:
+            raise UsageError("--arch seed is the notebook's network and has no --factors branch")
+        if self.reg < 0 or self.weight_decay < 0:
+            raise UsageError("--reg and --weight-decay must not be negative")
+        if self.patience < 0:
+            raise bad("patience", "0 (no early stopping) or more")
+        if not 0 < self.test_size < 1:
+            raise bad("test_size", "between 0 and 1")
+        if self.threads is not None and self.threads < 1:
+            raise bad("threads", "at least 1")
+
+    def with_(self, **changes) -> TrainConfig:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["data"] = None if self.data is None else str(self.data)
+        d["artifacts"] = str(self.artifacts)
+        d["hidden"] = list(self.hidden)
+        return d

@@ -1,0 +1,79 @@
+"""Rating error and top-k ranking metrics, with the ranking protocol pinned.
+
+Protocol: for each test user, the candidates are all movies the user did not rate in
+train or validation; relevant items are that user's test ratings >= ``relevance``;
+users with no relevant item are left out. Ties are broken by movie index ascending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from train.split import Split
+
+
+def rating_errors(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """RMSE, MSE and MAE of predicted against true ratings."""
+    err = np.asarray(pred, np.float64) - np.asarray(truth, np.float64)
+    mse = float(np.mean(err**2))
+    return {"rmse": float(np.sqrt(mse)), "mse": mse, "mae": float(np.mean(np.abs(err)))}
+
+
+def rank_top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the ``k`` best scores per row, best first, ties by index."""
+    k = min(k, scores.shape[1])
+    # Stable sort of the negated scores keeps lower indices first among equal scores.
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+def ranking_metrics(
+    split: Split,
+    score_users: Callable[[np.ndarray], np.ndarray],
+    k: int = 10,
+    relevance: float = 4.0,
+    block: int = 256,
+) -> dict[str, float]:
+    """Precision, recall and NDCG at ``k`` under the pinned protocol.
+
+    ``score_users(user_rows)`` returns a ``[len(user_rows), n_movies]`` score matrix.
+    """
+    n_movies = split.vocab.n_movies
+    test = split.test
+    relevant = test.rating >= relevance
+    users = np.unique(test.user_idx[relevant])
+    if len(users) == 0:
+        return {f"precision@{k}": 0.0, f"recall@{k}": 0.0, f"ndcg@{k}": 0.0, "users": 0}
+    seen_u = np.concatenate([split.train.user_idx, split.val.user_idx])
+    seen_m = np.concatenate([split.train.movie_idx, split.val.movie_idx])
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    precision = recall = ndcg = 0.0
+    for start in range(0, len(users), block):
+        rows = users[start : start + block]
+        pos = {u: i for i, u in enumerate(rows)}
+        scores = np.asarray(score_users(rows), np.float64).copy()
+        in_block = np.isin(seen_u, rows)
+        scores[[pos[u] for u in seen_u[in_block]], seen_m[in_block]] = -np.inf
+        rel = np.zeros((len(rows), n_movies), dtype=bool)
+        rel_mask = relevant & np.isin(test.user_idx, rows)
+        rel[[pos[u] for u in test.user_idx[rel_mask]], test.movie_idx[rel_mask]] = True
+        top = rank_top_k(scores, k)
+        hits = np.take_along_axis(rel, top, axis=1)
+        n_rel = rel.sum(axis=1)
+        ideal = np.array([discounts[: min(n, k)].sum() for n in n_rel])
+        precision += float((hits.sum(axis=1) / k).sum())
+        recall += float((hits.sum(axis=1) / n_rel).sum())
+        ndcg += float(((hits * discounts[: top.shape[1]]).sum(axis=1) / ideal).sum())
+    n = len(users)
+    return {
+        f"precision@{k}": precision / n,
+        f"recall@{k}": recall / n,
+        f"ndcg@{k}": ndcg / n,
+        "users": int(n),
+    }
+
+
+def popularity_scores(split: Split) -> np.ndarray:
+    """Number of training ratings per movie: the popularity baseline's score."""
+    return np.bincount(split.train.movie_idx, minlength=split.vocab.n_movies).astype(np.float64)

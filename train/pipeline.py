@@ -1,0 +1,220 @@
+"""``run_training``: data -> split -> model -> metrics -> artifacts, for ``rec-train``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from serve_batch import contract
+from serve_batch.errors import UsageError
+from train.atomic import atomic_path
+from train.checkpoint import Checkpoint, package_version, save_checkpoint, utc_now
+from train.config import TrainConfig
+from train.data import MovieLensData, load_movielens, resolve_data_path
+from train.loop import History, fit, predict_part
+from train.metrics import popularity_scores, ranking_metrics, rating_errors
+from train.model import ModelConfig, RecommenderNet
+from train.split import Part, Split, split_ratings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Checkpoint
+    history: History
+    metrics: dict
+    artifacts: Path
+
+
+def build_model_config(
+    config: TrainConfig, split: Split, scale: tuple[float, float]
+) -> ModelConfig:
+    """The network for ``config.arch``, sized to the vocabulary and the rating scale."""
+    seed = config.arch == "seed"
+    return ModelConfig(
+        n_users=split.vocab.n_users,
+        n_movies=split.vocab.n_movies,
+        arch=config.arch,
+        embedding_dim=config.embedding_dim,
+        hidden=tuple(config.hidden),
+        factors=0 if seed else config.factors,
+        use_bias=not seed,
+        bounded=not seed,
+        rating_min=scale[0],
+        rating_max=scale[1],
+        global_mean=float(split.train.rating.mean()),
+        init_std=0.01 if seed else 0.05,
+    )
+
+
+def score_users_fn(model: RecommenderNet, n_movies: int):
+    """A function scoring every movie for a block of user rows (for ranking metrics)."""
+    movies = torch.arange(n_movies)
+
+    @torch.no_grad()
+    def score(rows: np.ndarray) -> np.ndarray:
+        model.eval()
+        u = torch.from_numpy(np.repeat(rows.astype(np.int64), n_movies))
+        m = movies.repeat(len(rows))
+        return model.predict(u, m).reshape(len(rows), n_movies).numpy()
+
+    return score
+
+
+def evaluate(model: RecommenderNet, split: Split, k: int = 10) -> dict:
+    """Validation and test errors, test ranking metrics, and the two baselines."""
+    val = rating_errors(predict_part(model, split.val), split.val.rating)
+    test = rating_errors(predict_part(model, split.test), split.test.rating)
+    test.update(ranking_metrics(split, score_users_fn(model, split.vocab.n_movies), k=k))
+    users = test.pop("users")
+    mean = float(split.train.rating.mean())
+    pop = popularity_scores(split)
+    popularity = ranking_metrics(split, lambda rows: np.tile(pop, (len(rows), 1)), k=k)
+    popularity.pop("users")
+    return {
+        "val": val,
+        "test": test,
+        "baselines": {
+            "global_mean": {
+                "val": rating_errors(np.full(len(split.val), mean), split.val.rating),
+                "test": rating_errors(np.full(len(split.test), mean), split.test.rating),
+            },
+            "popularity": {"test": popularity},
+        },
+        "ranking_protocol": {
+            "k": k,
+            "relevance": "test rating >= 4",
+            "candidates": "movies the user did not rate in train or validation",
+            "users_evaluated": users,
+        },
+    }
+
+
+def run_training(config: TrainConfig) -> TrainResult:
+    """Train on ``config.data`` and write every artifact into ``config.artifacts``."""
+    artifacts = prepare_artifacts_dir(config.artifacts)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    data = load_movielens(resolve_data_path(config.data))
+    log.info(
+        "data: %s (%s layout, %d ratings, scale %g-%g)",
+        data.path,
+        data.layout,
+        len(data.ratings),
+        *data.rating_scale,
+    )
+    split = split_ratings(data.ratings, seed=config.seed, test_size=config.test_size)
+    log.info(
+        "split: %d train / %d val / %d test", len(split.train), len(split.val), len(split.test)
+    )
+    torch.manual_seed(config.seed)
+    model = RecommenderNet(build_model_config(config, split, data.rating_scale))
+    history = fit(model, split.train, split.val, config)
+    metrics = evaluate(model, split)
+    metrics.update(
+        epochs_run=history.epochs_run,
+        best_epoch=history.best_epoch,
+        train_seconds=round(history.seconds, 3),
+        history={"train_mse": history.train_loss, "val_rmse": history.val_rmse},
+        config=config.to_dict(),
+        data={
+            "path": str(data.path),
+            "layout": data.layout,
+            "fingerprint": data.fingerprint,
+            "ratings": len(data.ratings),
+            "rating_scale": list(data.rating_scale),
+        },
+        versions={
+            "movierec": package_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+        },
+    )
+    ckpt = Checkpoint(
+        model=model,
+        split=split,
+        rating_scale=data.rating_scale,
+        data_fingerprint=data.fingerprint,
+        data_layout=data.layout,
+        train_config=config.to_dict(),
+        metrics=metrics,
+        titles=titles_of(data),
+        package_version=package_version(),
+        created_at=utc_now(),
+    )
+    save_checkpoint(artifacts / contract.CHECKPOINT_FILE, ckpt)
+    write_json(artifacts / contract.METRICS_FILE, metrics)
+    write_pairs(artifacts / contract.TEST_PAIRS_FILE, split, [split.test])
+    write_pairs(artifacts / contract.SEEN_PAIRS_FILE, split, [split.train, split.val])
+    plot_curves(artifacts / contract.CURVES_FILE, history)
+    return TrainResult(ckpt, history, metrics, artifacts)
+
+
+def prepare_artifacts_dir(path: Path) -> Path:
+    """Create the artifacts folder, or fail before training if it cannot be written."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path / ".write-test"):
+            pass
+        (path / ".write-test").unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write to the artifacts folder {path}: {exc.strerror}") from None
+    return path
+
+
+def titles_of(data: MovieLensData) -> dict[int, str]:
+    if data.movies is None:
+        return {}
+    return dict(zip(data.movies["movie_id"].astype(int), data.movies["title"].astype(str)))
+
+
+def write_json(path: Path, obj: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_pairs(path: Path, split: Split, parts: list[Part]) -> None:
+    """Raw-ID pairs of some split parts, as input for ``rec-score`` (and ``--exclude``)."""
+    u = np.concatenate([p.user_idx for p in parts])
+    m = np.concatenate([p.movie_idx for p in parts])
+    r = np.concatenate([p.rating for p in parts])
+    frame = pd.DataFrame(
+        {
+            contract.USER_COL: split.vocab.user_ids[u],
+            contract.MOVIE_COL: split.vocab.movie_ids[m],
+            contract.RATING_COL: r.astype(np.float32),
+        }
+    )
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def plot_curves(path: Path, history: History) -> None:
+    """Training loss (MSE) and validation loss (MSE) per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = np.arange(1, history.epochs_run + 1)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.plot(epochs, history.train_loss, marker="o", label="train MSE")
+    ax.plot(epochs, np.square(history.val_rmse), marker="o", label="validation MSE")
+    if history.best_epoch:
+        ax.axvline(history.best_epoch, color="grey", linestyle=":", label="best checkpoint")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (MSE)")
+    ax.set_title("rec-train learning curves")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
