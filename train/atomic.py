@@ -9,6 +9,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def temp_path_beside(target: Path) -> Path:
+    """Create an empty hidden temporary file in ``target``'s folder, with the permissions
+    a normal file gets (``mkstemp`` alone would make it private to the owner)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())
+    return Path(tmp)
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; ``os.replace`` it onto ``target`` on success.
@@ -16,8 +31,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     On failure the temporary file is removed and an existing ``target`` is left as it was.
     """
     target = Path(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    tmp = temp_path_beside(target)
     try:
         yield Path(tmp)
         os.replace(tmp, target)

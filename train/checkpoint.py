@@ -66,7 +66,7 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
         "package_version": ckpt.package_version,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "created_at": ckpt.created_at,
         "model_config": json.dumps(ckpt.model.config.to_dict()),
         "state_dict": ckpt.model.state_dict(),

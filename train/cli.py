@@ -42,7 +42,9 @@ def _parse_hidden(ctx: click.Context, param: click.Parameter, value: str | None)
     try:
         widths = tuple(int(v) for v in value.split(","))
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers like 128,64, got {value!r}")
+        raise click.BadParameter(
+            f"expected comma-separated integers like 128,64, got {value!r}"
+        ) from None
     if any(w < 1 for w in widths):
         raise click.BadParameter(f"layer widths must be positive, got {value!r}")
     return widths

@@ -173,7 +173,9 @@ def prepare_artifacts_dir(path: Path) -> Path:
 def titles_of(data: MovieLensData) -> dict[int, str]:
     if data.movies is None:
         return {}
-    return dict(zip(data.movies["movie_id"].astype(int), data.movies["title"].astype(str)))
+    return dict(
+        zip(data.movies["movie_id"].astype(int), data.movies["title"].astype(str), strict=True)
+    )
 
 
 def write_json(path: Path, obj: dict) -> None:

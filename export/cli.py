@@ -1,0 +1,87 @@
+"""``rec-export``: the command line over :func:`export.pipeline.run_export`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from export.config import DEFAULT_OPSET, PARITY_ATOL, PARITY_RANDOM_PAIRS, ExportConfig
+from serve_batch import contract
+from serve_batch.cli_support import run_command, setup_logging
+
+log = logging.getLogger(__name__)
+
+_EPILOG = f"""\b
+Writes {contract.MODEL_FILE} (inputs {contract.INPUT_USER} and {contract.INPUT_MOVIE}: int64
+[batch]; output {contract.OUTPUT_RATING}: float32 [batch]) and {contract.MAPPING_FILE}
+(raw IDs -> embedding rows, rating scale, fallback means, titles), plus
+export_report.json with the parity figures.
+\b
+Parity: the whole test split and {PARITY_RANDOM_PAIRS:,} random known pairs are scored by
+PyTorch and by rec-score's own code; above --atol the export fails and publishes nothing.
+\b
+Exit codes: 0 success; 2 bad usage, missing or incompatible checkpoint, unwritable
+output, unsupported opset, or failed parity (one line on stderr); 1 bug.
+"""
+
+
+@click.command(
+    name="rec-export",
+    epilog=_EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--artifacts",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("artifacts"),
+    show_default=True,
+    help=f"Folder holding {contract.CHECKPOINT_FILE} from rec-train.",
+)
+@click.option(
+    "--opset",
+    type=int,
+    default=DEFAULT_OPSET,
+    show_default=True,
+    help="ONNX opset to write, from 17 to the newest that the installed onnx and "
+    "onnxruntime support; the file is checked to declare exactly this opset.",
+)
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=f"Folder to write {contract.MODEL_FILE} and {contract.MAPPING_FILE} into. "
+    "[default: the --artifacts folder]",
+)
+@click.option(
+    "--atol",
+    type=click.FloatRange(min=0),
+    default=PARITY_ATOL,
+    show_default=True,
+    help="Largest absolute rating difference allowed between PyTorch and ONNX.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors (for cron).")
+def cli(artifacts: Path, opset: int, output: Path | None, atol: float, quiet: bool) -> None:
+    """Convert the best rec-train checkpoint to ONNX plus a JSON ID mapping, and prove it."""
+    from export.pipeline import run_export  # imports torch: keep --help fast
+
+    setup_logging(quiet)
+    result = run_export(
+        ExportConfig(artifacts=artifacts, output=output, opset=opset, atol=atol, quiet=quiet)
+    )
+    log.info(
+        "wrote %s and %s (max |diff| vs PyTorch %.3g)",
+        result.model_path,
+        result.mapping_path,
+        result.parity.max_abs_diff,
+    )
+
+
+def main() -> None:
+    sys.exit(run_command(cli))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""``ExportConfig``: the one configuration of ``rec-export``, built by the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from serve_batch import contract
+
+DEFAULT_OPSET = 17
+#: Largest absolute difference allowed between PyTorch and the exported model.
+PARITY_ATOL = 1e-4
+#: Random known pairs scored on both sides, beside the whole test split.
+PARITY_RANDOM_PAIRS = 10_000
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Which checkpoint to export, at which opset, and where to write."""
+
+    artifacts: Path = Path("artifacts")
+    output: Path | None = None  # folder for model.onnx and id_mapping.json; default artifacts
+    opset: int = DEFAULT_OPSET
+    atol: float = PARITY_ATOL
+    parity_pairs: int = PARITY_RANDOM_PAIRS
+    seed: int = 0
+    quiet: bool = False
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return Path(self.artifacts) / contract.CHECKPOINT_FILE
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.output if self.output is not None else self.artifacts)
+
+    @property
+    def model_path(self) -> Path:
+        return self.output_dir / contract.MODEL_FILE
+
+    @property
+    def mapping_path(self) -> Path:
+        return self.output_dir / contract.MAPPING_FILE
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["artifacts"] = str(self.artifacts)
+        d["output"] = None if self.output is None else str(self.output)
+        return d

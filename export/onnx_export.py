@@ -1,0 +1,121 @@
+"""Export a ``RecommenderNet`` to ONNX and check what was really written."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from serve_batch import contract
+from serve_batch.errors import ArtifactError
+from train.model import RecommenderNet
+
+#: Rows of the example batch traced by the exporter; >= 2 keeps the batch axis dynamic.
+EXAMPLE_BATCH = 4
+
+
+class ScoringModule(nn.Module):
+    """What the ONNX graph computes: ``RecommenderNet.predict`` (clipped ratings)."""
+
+    def __init__(self, model: RecommenderNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, user_idx: torch.Tensor, movie_idx: torch.Tensor) -> torch.Tensor:
+        return self.model.predict(user_idx, movie_idx)
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The dynamo exporter prints progress and warns about unrelated operators: hide it."""
+    names = ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "onnx_ir")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def export_onnx(module: nn.Module, path: Path, opset: int, metadata: dict[str, str]) -> None:
+    """Write ``module`` to ``path`` at ``opset`` with a dynamic batch axis and ``metadata``.
+
+    torch's exporter works at opset 18 and converts down; it can leave a different opset
+    in the file with only a warning, so the file is read back and checked.
+    """
+    module = module.eval()
+    example = (
+        torch.arange(EXAMPLE_BATCH, dtype=torch.int64),
+        torch.arange(EXAMPLE_BATCH, dtype=torch.int64),
+    )
+    batch = torch.export.Dim("batch", min=1)
+    with torch.no_grad(), _quiet_exporter():
+        program = torch.onnx.export(
+            module,
+            example,
+            dynamo=True,
+            opset_version=opset,
+            input_names=[contract.INPUT_USER, contract.INPUT_MOVIE],
+            output_names=[contract.OUTPUT_RATING],
+            dynamic_shapes=({0: batch}, {0: batch}),
+            optimize=True,
+            verbose=False,
+        )
+    model = program.model_proto
+    declared = declared_opset(model)
+    if declared != opset:
+        raise ArtifactError(
+            f"the exporter wrote opset {declared} although opset {opset} was requested; "
+            "nothing was written (try another --opset or another torch/onnxscript version)"
+        )
+    check_io(model)
+    for key, value in sorted(metadata.items()):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save_model(model, str(path))
+
+
+def declared_opset(model: onnx.ModelProto) -> int | None:
+    """The default-domain opset a model declares."""
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return entry.version
+    return None
+
+
+def check_io(model: onnx.ModelProto) -> None:
+    """Inputs and output have the contract's names, types and a dynamic batch axis."""
+    expected_inputs = {
+        contract.INPUT_USER: onnx.TensorProto.INT64,
+        contract.INPUT_MOVIE: onnx.TensorProto.INT64,
+    }
+    got_inputs = {i.name: i.type.tensor_type.elem_type for i in model.graph.input}
+    got_outputs = {o.name: o.type.tensor_type.elem_type for o in model.graph.output}
+    problems = []
+    if got_inputs != expected_inputs:
+        problems.append(f"inputs {got_inputs} (expected {expected_inputs})")
+    if got_outputs != {contract.OUTPUT_RATING: onnx.TensorProto.FLOAT}:
+        problems.append(f"outputs {got_outputs} (expected {{'rating': FLOAT}})")
+    for value in list(model.graph.input) + list(model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) != 1 or dims[0].HasField("dim_value"):
+            problems.append(
+                f"{value.name} has shape {[str(d).strip() for d in dims]}, "
+                "expected one dynamic batch axis"
+            )
+    if problems:
+        raise ArtifactError(
+            "the exported graph breaks the scorer's contract: " + "; ".join(problems)
+        )

@@ -1,0 +1,136 @@
+"""``run_export``: checkpoint -> ONNX + ID mapping, proven against PyTorch, then published."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnxruntime as ort
+
+from export.config import ExportConfig
+from export.mapping import build_mapping, encode_mapping
+from export.onnx_export import ScoringModule, export_onnx
+from export.opsets import check_opset
+from export.parity import ParityReport, check_parity
+from serve_batch import contract, load_artifacts
+from serve_batch.errors import ParityError, UsageError
+from train.atomic import temp_path_beside
+from train.checkpoint import Checkpoint, load_checkpoint, package_version, utc_now
+
+log = logging.getLogger(__name__)
+
+REPORT_FILE = "export_report.json"
+
+
+@dataclass
+class ExportResult:
+    model_path: Path
+    mapping_path: Path
+    parity: ParityReport
+    metadata: dict[str, str]
+
+
+def build_metadata(
+    ckpt: Checkpoint, config: ExportConfig, mapping_sha256: str, graph: str
+) -> dict[str, str]:
+    """The model's ``metadata_props``: provenance the scorer and people can read back."""
+    metrics = {k: ckpt.metrics[k] for k in ("val", "test") if k in ckpt.metrics}
+    return {
+        contract.META_FORMAT_VERSION: str(contract.FORMAT_VERSION),
+        contract.META_PACKAGE_VERSION: package_version(),
+        contract.META_ARCH: json.dumps(ckpt.model.config.to_dict(), sort_keys=True),
+        contract.META_HYPERPARAMETERS: json.dumps(ckpt.train_config, sort_keys=True),
+        contract.META_METRICS: json.dumps(metrics, sort_keys=True),
+        contract.META_DATA_FINGERPRINT: ckpt.data_fingerprint,
+        contract.META_MAPPING_SHA256: mapping_sha256,
+        contract.META_RATING_MIN: repr(float(ckpt.rating_scale[0])),
+        contract.META_RATING_MAX: repr(float(ckpt.rating_scale[1])),
+        contract.META_OPSET: str(config.opset),
+        contract.META_CREATED_AT: utc_now(),
+        contract.META_GRAPH: graph,
+    }
+
+
+def prepare_output_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        temp_path_beside(path / "probe").unlink()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write to the output folder {path}: {exc.strerror or exc}"
+        ) from None
+
+
+def run_export(config: ExportConfig) -> ExportResult:
+    """Export, verify parity with the scorer's code, and only then publish both files.
+
+    Nothing is published unless every check passes: the mapping is renamed into place
+    first, then the model, so a model never sits beside a mapping it was not built with
+    (the scorer also refuses such a pair by the mapping's SHA-256).
+    """
+    check_opset(config.opset)
+    ckpt = load_checkpoint(config.checkpoint_path)
+    out = config.output_dir
+    prepare_output_dir(out)
+    mapping_bytes, mapping_sha = encode_mapping(build_mapping(ckpt))
+    metadata = build_metadata(ckpt, config, mapping_sha, graph="plain")
+    tmp_model, tmp_mapping = (
+        temp_path_beside(config.model_path),
+        temp_path_beside(config.mapping_path),
+    )
+    try:
+        tmp_mapping.write_bytes(mapping_bytes)
+        log.info("exporting %s checkpoint at opset %d", ckpt.model.config.arch, config.opset)
+        export_onnx(ScoringModule(ckpt.model), tmp_model, config.opset, metadata)
+        arts = load_artifacts(tmp_model, tmp_mapping)
+        report = check_parity(ckpt, arts, config.atol, config.parity_pairs, config.seed)
+        for check in report.checks:
+            log.info(
+                "  %s %-28s %7d pairs  max |diff| %.3g",
+                "ok  " if check.passed else "FAIL",
+                check.name,
+                check.pairs,
+                check.max_abs_diff,
+            )
+        log.info(
+            "test RMSE: %.6f from ONNX via the scorer, %.6f recorded at training",
+            report.onnx_test_rmse,
+            report.train_test_rmse,
+        )
+        if not report.passed:
+            worst = max(report.failures(), key=lambda c: c.max_abs_diff)
+            raise ParityError(
+                f"the ONNX model differs from PyTorch by up to {worst.max_abs_diff:.3g} "
+                f"({worst.name}; {len(report.failures())} check(s) failed, tolerance "
+                f"{config.atol:g}); nothing was written"
+            )
+        os.replace(tmp_mapping, config.mapping_path)
+        os.replace(tmp_model, config.model_path)
+    finally:
+        for tmp in (tmp_model, tmp_mapping):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+    write_report(out / REPORT_FILE, config, report, metadata)
+    return ExportResult(config.model_path, config.mapping_path, report, metadata)
+
+
+def write_report(
+    path: Path, config: ExportConfig, report: ParityReport, metadata: dict[str, str]
+) -> None:
+    payload = {
+        "config": config.to_dict(),
+        "parity": report.to_dict(),
+        "metadata": metadata,
+        "onnxruntime": ort.__version__,
+    }
+    tmp = temp_path_beside(path)
+    try:
+        tmp.write_text(json.dumps(payload, indent=2) + "\n")
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
