@@ -1,0 +1,151 @@
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+import export.parity
+from export.cli import cli
+from export.config import ExportConfig
+from export.opsets import max_supported_opset
+from export.pipeline import REPORT_FILE, run_export
+from serve_batch import contract, load_artifacts
+from serve_batch.cli_support import run_command
+from serve_batch.errors import ArtifactError, ParityError, UsageError
+from train.checkpoint import load_checkpoint
+
+
+@pytest.fixture(scope="module", params=[17, 18])
+def exported(request, trained_artifacts, tmp_path_factory):
+    out = tmp_path_factory.mktemp(f"export{request.param}")
+    result = run_export(
+        ExportConfig(artifacts=trained_artifacts, output=out, opset=request.param, quiet=True)
+    )
+    return request.param, out, result
+
+
+def test_declared_opset_is_the_requested_one(exported):
+    opset, out, _ = exported
+    model = onnx.load(str(out / contract.MODEL_FILE))
+    assert {o.domain: o.version for o in model.opset_import}[""] == opset
+    onnx.checker.check_model(model, full_check=True)
+
+
+def test_io_contract_and_dynamic_batch(exported, trained_artifacts):
+    _, out, _ = exported
+    sess = ort.InferenceSession(str(out / contract.MODEL_FILE), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == [contract.INPUT_USER, contract.INPUT_MOVIE]
+    assert [o.name for o in sess.get_outputs()] == [contract.OUTPUT_RATING]
+    ckpt = load_checkpoint(trained_artifacts / contract.CHECKPOINT_FILE)
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 1000, 100_000):
+        u = rng.integers(0, ckpt.split.vocab.n_users, n)
+        m = rng.integers(0, ckpt.split.vocab.n_movies, n)
+        got = sess.run(None, {contract.INPUT_USER: u, contract.INPUT_MOVIE: m})[0]
+        assert got.shape == (n,) and got.dtype == np.float32
+        with torch.no_grad():
+            want = ckpt.model.predict(torch.from_numpy(u), torch.from_numpy(m)).numpy()
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+
+
+def test_metadata_present_and_correct(exported, trained_artifacts):
+    opset, out, result = exported
+    meta = {p.key: p.value for p in onnx.load(str(out / contract.MODEL_FILE)).metadata_props}
+    ckpt = load_checkpoint(trained_artifacts / contract.CHECKPOINT_FILE)
+    mapping_bytes = (out / contract.MAPPING_FILE).read_bytes()
+    assert meta[contract.META_MAPPING_SHA256] == hashlib.sha256(mapping_bytes).hexdigest()
+    assert meta[contract.META_OPSET] == str(opset)
+    assert meta[contract.META_FORMAT_VERSION] == str(contract.FORMAT_VERSION)
+    assert meta[contract.META_DATA_FINGERPRINT] == ckpt.data_fingerprint
+    assert float(meta[contract.META_RATING_MIN]) == 1.0
+    assert float(meta[contract.META_RATING_MAX]) == 5.0
+    metrics = json.loads(meta[contract.META_METRICS])
+    assert metrics["test"]["rmse"] == pytest.approx(ckpt.metrics["test"]["rmse"])
+    assert json.loads(meta[contract.META_ARCH])["arch"] == "hybrid"
+    assert json.loads(meta[contract.META_HYPERPARAMETERS])["seed"] == 42
+    assert meta[contract.META_PACKAGE_VERSION]
+    assert meta[contract.META_CREATED_AT].endswith("+00:00")
+
+
+def test_mapping_contents(exported, trained_artifacts):
+    _, out, _ = exported
+    mapping = json.loads((out / contract.MAPPING_FILE).read_text())
+    ckpt = load_checkpoint(trained_artifacts / contract.CHECKPOINT_FILE)
+    users = mapping[contract.MAPPING_USER_INDEX]
+    assert [int(k) for k in users] == ckpt.split.vocab.user_ids.tolist()
+    assert list(users.values()) == list(range(ckpt.split.vocab.n_users))
+    fallback = mapping[contract.MAPPING_FALLBACK]
+    assert fallback[contract.FALLBACK_GLOBAL_MEAN] == pytest.approx(ckpt.split.train.rating.mean())
+    assert set(fallback[contract.FALLBACK_MOVIE_MEAN]) == set(mapping[contract.MAPPING_MOVIE_INDEX])
+    assert mapping[contract.MAPPING_RATING_SCALE] == {"min": 1.0, "max": 5.0}
+    assert len(mapping[contract.MAPPING_TITLES]) == ckpt.split.vocab.n_movies
+
+
+def test_parity_report_and_scorer_agree(exported, trained_artifacts):
+    _, out, result = exported
+    assert result.parity.passed and result.parity.max_abs_diff <= 1e-5
+    assert result.parity.onnx_test_rmse == pytest.approx(result.parity.train_test_rmse, abs=1e-5)
+    report = json.loads((out / REPORT_FILE).read_text())
+    assert report["parity"]["passed"] is True
+    names = [c["name"] for c in report["parity"]["checks"]]
+    assert names[0] == "test split" and "batch of 1" in names
+    arts = load_artifacts(out / contract.MODEL_FILE, out / contract.MAPPING_FILE)
+    assert arts.rating_scale == (1.0, 5.0)
+
+
+def test_unsupported_opsets_are_refused(trained_artifacts, tmp_path):
+    for opset in (16, max_supported_opset() + 1):
+        with pytest.raises(UsageError, match=f"--opset {opset} is not supported"):
+            run_export(ExportConfig(artifacts=trained_artifacts, output=tmp_path, opset=opset))
+    assert not list(tmp_path.iterdir())
+
+
+def test_missing_checkpoint(tmp_path, capsys):
+    assert run_command(cli, ["--artifacts", str(tmp_path), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint" in err and "rec-train" in err and "Traceback" not in err
+
+
+def test_incompatible_checkpoint(trained_artifacts, tmp_path):
+    payload = torch.load(trained_artifacts / contract.CHECKPOINT_FILE, weights_only=True)
+    payload["format_version"] = 999
+    torch.save(payload, tmp_path / contract.CHECKPOINT_FILE)
+    with pytest.raises(ArtifactError, match="format 999"):
+        run_export(ExportConfig(artifacts=tmp_path))
+    (tmp_path / contract.CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    with pytest.raises(ArtifactError, match="not a readable movierec checkpoint"):
+        run_export(ExportConfig(artifacts=tmp_path))
+
+
+def test_unwritable_output_folder(trained_artifacts, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the output folder should be")
+    code = run_command(
+        cli, ["--artifacts", str(trained_artifacts), "--output", str(blocker / "sub"), "-q"]
+    )
+    assert code == 2
+    assert "cannot write to the output folder" in capsys.readouterr().err
+
+
+def test_failed_parity_publishes_nothing(trained_artifacts, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / contract.MODEL_FILE).write_bytes(b"previous model")
+    real = export.parity.torch_predict
+    monkeypatch.setattr(export.parity, "torch_predict", lambda *a: real(*a) + np.float32(0.01))
+    with pytest.raises(ParityError, match="differs from PyTorch by up to 0.01"):
+        run_export(ExportConfig(artifacts=trained_artifacts, output=out))
+    assert (out / contract.MODEL_FILE).read_bytes() == b"previous model"
+    assert sorted(p.name for p in out.iterdir()) == [contract.MODEL_FILE]
+
+
+def test_cli_exports_and_scorer_accepts(trained_artifacts, tmp_path):
+    art = tmp_path / "art"
+    shutil.copytree(trained_artifacts, art)
+    assert run_command(cli, ["--artifacts", str(art), "-q"]) == 0
+    arts = load_artifacts(art / contract.MODEL_FILE, art / contract.MAPPING_FILE)
+    assert arts.metadata[contract.META_OPSET] == "17"
