@@ -8,6 +8,9 @@ from pathlib import Path
 from serve_batch import contract
 
 DEFAULT_OPSET = 17
+#: ``folded``: the first Linear layer folded into the embedding tables (cheaper, same
+#: function); ``plain``: the network as trained.
+GRAPHS = ("folded", "plain")
 #: Largest absolute difference allowed between PyTorch and the exported model.
 PARITY_ATOL = 1e-4
 #: Random known pairs scored on both sides, beside the whole test split.
@@ -21,6 +24,7 @@ class ExportConfig:
     artifacts: Path = Path("artifacts")
     output: Path | None = None  # folder for model.onnx and id_mapping.json; default artifacts
     opset: int = DEFAULT_OPSET
+    graph: str = "folded"  # "folded" (first Linear folded into the tables) or "plain"
     atol: float = PARITY_ATOL
     parity_pairs: int = PARITY_RANDOM_PAIRS
     seed: int = 0

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from export.config import ExportConfig
+from export.config import GRAPHS, ExportConfig
+from export.folding import FoldedNet
 from export.mapping import build_mapping, encode_mapping
 from export.onnx_export import ScoringModule, export_onnx
 from export.opsets import check_opset
@@ -77,15 +78,23 @@ def run_export(config: ExportConfig) -> ExportResult:
     out = config.output_dir
     prepare_output_dir(out)
     mapping_bytes, mapping_sha = encode_mapping(build_mapping(ckpt))
-    metadata = build_metadata(ckpt, config, mapping_sha, graph="plain")
+    if config.graph not in GRAPHS:
+        raise UsageError(f"--graph must be one of {', '.join(GRAPHS)}, got {config.graph!r}")
+    metadata = build_metadata(ckpt, config, mapping_sha, graph=config.graph)
     tmp_model, tmp_mapping = (
         temp_path_beside(config.model_path),
         temp_path_beside(config.mapping_path),
     )
     try:
         tmp_mapping.write_bytes(mapping_bytes)
-        log.info("exporting %s checkpoint at opset %d", ckpt.model.config.arch, config.opset)
-        export_onnx(ScoringModule(ckpt.model), tmp_model, config.opset, metadata)
+        log.info(
+            "exporting the %s checkpoint as the %s graph at opset %d",
+            ckpt.model.config.arch,
+            config.graph,
+            config.opset,
+        )
+        module = FoldedNet(ckpt.model) if config.graph == "folded" else ScoringModule(ckpt.model)
+        export_onnx(module, tmp_model, config.opset, metadata)
         arts = load_artifacts(tmp_model, tmp_mapping)
         report = check_parity(ckpt, arts, config.atol, config.parity_pairs, config.seed)
         for check in report.checks:

@@ -1,0 +1,121 @@
+"""Training speed: the notebook's DataLoader loop vs ours, and the default total time.
+
+Measured in one run on the same data and model (the seed network, batch 64):
+  * notebook: a ``Dataset`` whose ``__getitem__`` returns one row, batched by
+    ``DataLoader(shuffle=True)`` -- how the seed notebook fed the model;
+  * ours: ``train.loop.fit``, batches sliced from tensors.
+Then the default ``rec-train`` configuration end to end (data load to metrics).
+
+    python bench/train.py [--data ../shared/data/ml-100k] [--epochs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from train.config import TrainConfig  # noqa: E402
+from train.data import load_movielens  # noqa: E402
+from train.loop import fit  # noqa: E402
+from train.model import RecommenderNet, seed_config  # noqa: E402
+from train.pipeline import run_training  # noqa: E402
+from train.split import split_ratings  # noqa: E402
+
+
+class RowDataset(Dataset):
+    """The notebook's dataset: one (user, movie, rating) row per ``__getitem__``."""
+
+    def __init__(self, users, movies, ratings):
+        self.users, self.movies, self.ratings = users, movies, ratings
+
+    def __len__(self):
+        return len(self.ratings)
+
+    def __getitem__(self, i):
+        return (
+            torch.tensor(self.users[i], dtype=torch.long),
+            torch.tensor(self.movies[i], dtype=torch.long),
+            torch.tensor(self.ratings[i], dtype=torch.float),
+        )
+
+
+def notebook_epoch_seconds(model, part, batch_size: int, epochs: int) -> float:
+    loader = DataLoader(RowDataset(part.user_idx, part.movie_idx, part.rating),
+                        batch_size=batch_size, shuffle=True)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-4)
+    loss_fn = torch.nn.MSELoss()
+    start = time.perf_counter()
+    for _ in range(epochs):
+        model.train()
+        for u, m, r in loader:
+            opt.zero_grad()
+            loss = loss_fn(model(u, m), r)
+            loss.backward()
+            opt.step()
+    return (time.perf_counter() - start) / epochs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/ml-100k")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs timed per loop")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/train.json")
+    args = parser.parse_args()
+
+    data = load_movielens(args.data)
+    split = split_ratings(data.ratings)
+    gm = float(split.train.rating.mean())
+
+    def fresh():
+        torch.manual_seed(0)
+        return RecommenderNet(seed_config(split.vocab.n_users, split.vocab.n_movies,
+                                          *data.rating_scale, gm))
+
+    nb = notebook_epoch_seconds(fresh(), split.train, 64, args.epochs)
+    cfg = TrainConfig.for_arch("seed", epochs=args.epochs, quiet=True)
+    hist = fit(fresh(), split.train, split.val, cfg)
+    ours = hist.seconds / hist.epochs_run  # includes the per-epoch validation pass
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        result = run_training(TrainConfig.for_arch("hybrid", data=args.data,
+                                                   artifacts=Path(tmp), quiet=True))
+        total = time.perf_counter() - start
+
+    rows = [
+        ("notebook DataLoader loop, batch 64", f"{nb:.2f} s/epoch"),
+        ("ours (tensor slices), batch 64", f"{ours:.2f} s/epoch"),
+        ("speed-up at equal batch size", f"{nb / ours:.1f}x"),
+        ("default rec-train, total", f"{total:.1f} s ({result.metrics['epochs_run']} epochs, "
+                                     f"test RMSE {result.metrics['test']['rmse']:.4f})"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"training speed on {data.path} ({len(split.train)} training rows, "
+          f"{torch.get_num_threads()} torch threads)")
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "notebook_seconds_per_epoch": nb, "ours_seconds_per_epoch": ours,
+        "speedup": nb / ours, "default_total_seconds": total,
+        "default_epochs": result.metrics["epochs_run"],
+        "default_test_rmse": result.metrics["test"]["rmse"],
+        "torch_threads": torch.get_num_threads(),
+    }, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=4)
+    main()
