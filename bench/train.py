@@ -50,8 +50,9 @@ class RowDataset(Dataset):
 
 
 def notebook_epoch_seconds(model, part, batch_size: int, epochs: int) -> float:
-    loader = DataLoader(RowDataset(part.user_idx, part.movie_idx, part.rating),
-                        batch_size=batch_size, shuffle=True)
+    loader = DataLoader(
+        RowDataset(part.user_idx, part.movie_idx, part.rating), batch_size=batch_size, shuffle=True
+    )
     opt = torch.optim.Adam(model.parameters(), lr=5e-4)
     loss_fn = torch.nn.MSELoss()
     start = time.perf_counter()
@@ -78,8 +79,9 @@ def main() -> None:
 
     def fresh():
         torch.manual_seed(0)
-        return RecommenderNet(seed_config(split.vocab.n_users, split.vocab.n_movies,
-                                          *data.rating_scale, gm))
+        return RecommenderNet(
+            seed_config(split.vocab.n_users, split.vocab.n_movies, *data.rating_scale, gm)
+        )
 
     nb = notebook_epoch_seconds(fresh(), split.train, 64, args.epochs)
     cfg = TrainConfig.for_arch("seed", epochs=args.epochs, quiet=True)
@@ -90,30 +92,44 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        result = run_training(TrainConfig.for_arch("hybrid", data=args.data,
-                                                   artifacts=Path(tmp), quiet=True))
+        result = run_training(
+            TrainConfig.for_arch("hybrid", data=args.data, artifacts=Path(tmp), quiet=True)
+        )
         total = time.perf_counter() - start
 
     rows = [
         ("notebook DataLoader loop, batch 64", f"{nb:.2f} s/epoch"),
         ("ours (tensor slices), batch 64", f"{ours:.2f} s/epoch"),
         ("speed-up at equal batch size", f"{nb / ours:.1f}x"),
-        ("default rec-train, total", f"{total:.1f} s ({result.metrics['epochs_run']} epochs, "
-                                     f"test RMSE {result.metrics['test']['rmse']:.4f})"),
+        (
+            "default rec-train, total",
+            f"{total:.1f} s ({result.metrics['epochs_run']} epochs, "
+            f"test RMSE {result.metrics['test']['rmse']:.4f})",
+        ),
     ]
     width = max(len(r[0]) for r in rows)
-    print(f"training speed on {data.path} ({len(split.train)} training rows, "
-          f"{torch.get_num_threads()} torch threads)")
+    print(
+        f"training speed on {data.path} ({len(split.train)} training rows, "
+        f"{torch.get_num_threads()} torch threads)"
+    )
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "notebook_seconds_per_epoch": nb, "ours_seconds_per_epoch": ours,
-        "speedup": nb / ours, "default_total_seconds": total,
-        "default_epochs": result.metrics["epochs_run"],
-        "default_test_rmse": result.metrics["test"]["rmse"],
-        "torch_threads": torch.get_num_threads(),
-    }, indent=2) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {
+                "notebook_seconds_per_epoch": nb,
+                "ours_seconds_per_epoch": ours,
+                "speedup": nb / ours,
+                "default_total_seconds": total,
+                "default_epochs": result.metrics["epochs_run"],
+                "default_test_rmse": result.metrics["test"]["rmse"],
+                "torch_threads": torch.get_num_threads(),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

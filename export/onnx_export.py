@@ -14,21 +14,9 @@ from torch import nn
 
 from serve_batch import contract
 from serve_batch.errors import ArtifactError
-from train.model import RecommenderNet
 
 #: Rows of the example batch traced by the exporter; >= 2 keeps the batch axis dynamic.
 EXAMPLE_BATCH = 4
-
-
-class ScoringModule(nn.Module):
-    """What the ONNX graph computes: ``RecommenderNet.predict`` (clipped ratings)."""
-
-    def __init__(self, model: RecommenderNet) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, user_idx: torch.Tensor, movie_idx: torch.Tensor) -> torch.Tensor:
-        return self.model.predict(user_idx, movie_idx)
 
 
 @contextlib.contextmanager
@@ -67,7 +55,7 @@ def export_onnx(module: nn.Module, path: Path, opset: int, metadata: dict[str, s
             dynamo=True,
             opset_version=opset,
             input_names=[contract.INPUT_USER, contract.INPUT_MOVIE],
-            output_names=[contract.OUTPUT_RATING],
+            output_names=[contract.OUTPUT_RATING, contract.OUTPUT_RANK],
             dynamic_shapes=({0: batch}, {0: batch}),
             optimize=True,
             verbose=False,
@@ -106,8 +94,12 @@ def check_io(model: onnx.ModelProto) -> None:
     problems = []
     if got_inputs != expected_inputs:
         problems.append(f"inputs {got_inputs} (expected {expected_inputs})")
-    if got_outputs != {contract.OUTPUT_RATING: onnx.TensorProto.FLOAT}:
-        problems.append(f"outputs {got_outputs} (expected {{'rating': FLOAT}})")
+    expected_outputs = {
+        contract.OUTPUT_RATING: onnx.TensorProto.FLOAT,
+        contract.OUTPUT_RANK: onnx.TensorProto.FLOAT,
+    }
+    if got_outputs != expected_outputs:
+        problems.append(f"outputs {got_outputs} (expected {expected_outputs})")
     for value in list(model.graph.input) + list(model.graph.output):
         dims = value.type.tensor_type.shape.dim
         if len(dims) != 1 or dims[0].HasField("dim_value"):

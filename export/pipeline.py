@@ -12,9 +12,9 @@ from pathlib import Path
 import onnxruntime as ort
 
 from export.config import GRAPHS, ExportConfig
-from export.folding import FoldedNet
+from export.folding import FoldedNet, ScoringModule
 from export.mapping import build_mapping, encode_mapping
-from export.onnx_export import ScoringModule, export_onnx
+from export.onnx_export import export_onnx
 from export.opsets import check_opset
 from export.parity import ParityReport, check_parity
 from serve_batch import contract, load_artifacts

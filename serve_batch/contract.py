@@ -26,6 +26,10 @@ INPUT_USER = "user_idx"
 INPUT_MOVIE = "movie_idx"
 #: Predicted rating, float32, shape ``[batch]``, already clipped to the rating scale.
 OUTPUT_RATING = "rating"
+#: Score to rank a user's movies by (higher is better), float32, shape ``[batch]``: the
+#: model's ranking head mixed with the rating, or the rating itself. Optional: a model
+#: without it is ranked by ``rating``.
+OUTPUT_RANK = "rank_score"
 #: Name of the dynamic batch axis of every input and output.
 BATCH_AXIS = "batch"
 

@@ -24,9 +24,11 @@ Split: IDs are mapped to consecutive indices, then train_test_split(test_size,
 random_state=SEED) and the rest halved into validation and test (70/15/15).
 \b
 Options left unset take the preset of --arch:
-  hybrid: epochs 40, batch 1024, lr 3e-3, embedding 32, hidden 64, factors 256,
-          reg 0.05, weight decay 1e-4, patience 4
-  seed:   epochs 6, batch 64, lr 5e-4, embedding 100, hidden 128,64 (the notebook)
+  hybrid: epochs 40, batch 2048, lr 4e-3, embedding 32, hidden 64, factors 128,
+          reg 0.05, weight decay 1e-3, patience 2, rank factors 64, rank weight 1,
+          implicit on, side features off, ema 0
+  seed:   epochs 6, batch 64, lr 5e-4, embedding 100, hidden 128,64, no factors,
+          biases, ranking head or implicit terms (the notebook's network)
 \b
 Writes to --artifacts: checkpoint.pt, metrics.json, training_curves.png,
 test_pairs.parquet and seen_pairs.parquet (raw-ID pairs for rec-score).
@@ -143,50 +145,51 @@ def _parse_hidden(ctx: click.Context, param: click.Parameter, value: str | None)
     "[default: per --arch]",
 )
 @click.option(
+    "--rank-factors",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Width of the ranking head (trained on which movies users chose to rate, mixed "
+    "with the rating into rank_score for top-k lists); 0 ranks by the rating alone. "
+    "[default: per --arch]",
+)
+@click.option(
+    "--rank-weight",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Weight of the ranking head's BPR loss beside the rating MSE. [default: per --arch]",
+)
+@click.option(
+    "--side-features/--no-side-features",
+    default=None,
+    help="Use user age, gender, occupation and movie genres and year where the data has "
+    "them. [default: per --arch]",
+)
+@click.option(
+    "--implicit/--no-implicit",
+    default=None,
+    help="SVD++-style implicit terms: each user's row gains the movies they rated in "
+    "training, each movie's row its raters. [default: per --arch]",
+)
+@click.option(
+    "--ema",
+    type=click.FloatRange(min=0, max=1, max_open=True),
+    default=None,
+    help="Decay of the moving average of the weights that is evaluated and kept; 0 keeps "
+    "the raw weights. [default: per --arch]",
+)
+@click.option(
     "--threads",
     type=click.IntRange(min=1),
     default=None,
     help="PyTorch CPU threads. [default: PyTorch's choice]",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors (for cron).")
-def cli(
-    data,
-    artifacts,
-    arch,
-    seed,
-    epochs,
-    batch_size,
-    lr,
-    embedding_dim,
-    hidden,
-    factors,
-    reg,
-    weight_decay,
-    patience,
-    threads,
-    quiet,
-) -> None:
+def cli(arch: str, quiet: bool, **options) -> None:
     """Train RecommenderNet on MovieLens and keep the best checkpoint and its metrics."""
     from train.pipeline import run_training  # imports torch: keep --help fast
 
     setup_logging(quiet)
-    config = TrainConfig.for_arch(
-        arch,
-        data=data,
-        artifacts=artifacts,
-        seed=seed,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        embedding_dim=embedding_dim,
-        hidden=hidden,
-        factors=factors,
-        reg=reg,
-        weight_decay=weight_decay,
-        patience=patience,
-        threads=threads,
-        quiet=quiet,
-    )
+    config = TrainConfig.for_arch(arch, quiet=quiet, **options)
     result = run_training(config)
     m = result.metrics
     t = m["test"]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from train.config import TrainConfig
@@ -48,12 +49,22 @@ def predict_part(model: RecommenderNet, part: Part, batch: int = 65536) -> np.nd
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
 
+def bpr_loss(
+    model: RecommenderNet, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
+) -> torch.Tensor:
+    """Bayesian personalised ranking: a movie the user rated above a random one."""
+    u = model.user_rows(users)
+    pos = model.rank_logits_from_rows(u, model.movie_rows(positives))
+    neg = model.rank_logits_from_rows(u, model.movie_rows(negatives))
+    return -torch.nn.functional.logsigmoid(pos - neg).mean()
+
+
 def param_groups(model: RecommenderNet, weight_decay: float) -> list[dict]:
     """Weight decay on the MLP only: embeddings are regularised per occurrence instead."""
-    mlp = list(model.mlp.parameters())
-    ids = {id(p) for p in mlp}
-    rest = [p for p in model.parameters() if id(p) not in ids]
-    return [{"params": mlp, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    dense = model.dense_parameters()
+    ids = {id(p) for p in dense}
+    rest = [p for p in model.parameters() if id(p) not in ids and p.requires_grad]
+    return [{"params": dense, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
 def fit(model: RecommenderNet, train: Part, val: Part, config: TrainConfig) -> History:
@@ -66,8 +77,18 @@ def fit(model: RecommenderNet, train: Part, val: Part, config: TrainConfig) -> H
     u, m, r = as_tensors(train)
     opt = torch.optim.Adam(param_groups(model, config.weight_decay), lr=config.lr)
     n, bs = len(r), config.batch_size
+    rank_head = model.config.rank_factors > 0 and config.rank_weight > 0
+    n_movies = model.config.n_movies
     n_batches = math.ceil(n / bs)
     history = History([], [], 0, 0.0)
+    # An exponential moving average of the weights is what gets evaluated and kept: it
+    # smooths the noisy end of Adam's trajectory (torch's own AveragedModel does the work).
+    ema = (
+        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
+        if config.ema
+        else None
+    )
+    evaluated = ema.module if ema is not None else model
     best_rmse, best_state, stale = math.inf, copy.deepcopy(model.state_dict()), 0
     start = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
@@ -84,21 +105,29 @@ def fit(model: RecommenderNet, train: Part, val: Part, config: TrainConfig) -> H
         for b in bar:
             idx = perm[b * bs : (b + 1) * bs]
             bu, bm, br = u[idx], m[idx], r[idx]
-            pred = model(bu, bm)
-            loss = torch.nn.functional.mse_loss(pred, br)
-            objective = loss + config.reg * model.embedding_penalty(bu, bm) if config.reg else loss
+            with model.shared_implicit():
+                pred = model(bu, bm)
+                loss = torch.nn.functional.mse_loss(pred, br)
+                objective = loss
+                if config.reg:
+                    objective = objective + config.reg * model.embedding_penalty(bu, bm)
+                if rank_head:
+                    negatives = torch.randint(0, n_movies, (len(idx),), generator=gen)
+                    objective = objective + config.rank_weight * bpr_loss(model, bu, bm, negatives)
             opt.zero_grad(set_to_none=True)
             objective.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             total += float(loss.detach()) * len(idx)
         bar.close()
         train_mse = total / n
-        val_rmse = float(np.sqrt(np.mean((predict_part(model, val) - val.rating) ** 2)))
+        val_rmse = float(np.sqrt(np.mean((predict_part(evaluated, val) - val.rating) ** 2)))
         history.train_loss.append(train_mse)
         history.val_rmse.append(val_rmse)
         improved = val_rmse < best_rmse - 1e-6
         if improved:
-            best_rmse, best_state, stale = val_rmse, copy.deepcopy(model.state_dict()), 0
+            best_rmse, best_state, stale = val_rmse, copy.deepcopy(evaluated.state_dict()), 0
             history.best_epoch = epoch
         else:
             stale += 1

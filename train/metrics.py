@@ -34,19 +34,23 @@ def ranking_metrics(
     k: int = 10,
     relevance: float = 4.0,
     block: int = 256,
+    target: str = "test",
 ) -> dict[str, float]:
     """Precision, recall and NDCG at ``k`` under the pinned protocol.
 
     ``score_users(user_rows)`` returns a ``[len(user_rows), n_movies]`` score matrix.
+    ``target="val"`` evaluates on the validation split instead (candidates: movies not
+    rated in train), for choosing settings without looking at the test split.
     """
     n_movies = split.vocab.n_movies
-    test = split.test
+    test = split.test if target == "test" else split.val
+    seen_parts = [split.train, split.val] if target == "test" else [split.train]
     relevant = test.rating >= relevance
     users = np.unique(test.user_idx[relevant])
     if len(users) == 0:
         return {f"precision@{k}": 0.0, f"recall@{k}": 0.0, f"ndcg@{k}": 0.0, "users": 0}
-    seen_u = np.concatenate([split.train.user_idx, split.val.user_idx])
-    seen_m = np.concatenate([split.train.movie_idx, split.val.movie_idx])
+    seen_u = np.concatenate([p.user_idx for p in seen_parts])
+    seen_m = np.concatenate([p.movie_idx for p in seen_parts])
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     precision = recall = ndcg = 0.0
     for start in range(0, len(users), block):

@@ -17,6 +17,7 @@ from train.atomic import atomic_path
 from train.checkpoint import Checkpoint, package_version, save_checkpoint, utc_now
 from train.config import TrainConfig
 from train.data import MovieLensData, load_movielens, resolve_data_path
+from train.features import movie_features, user_features
 from train.loop import History, fit, predict_part
 from train.metrics import popularity_scores, ranking_metrics, rating_errors
 from train.model import ModelConfig, RecommenderNet
@@ -34,7 +35,11 @@ class TrainResult:
 
 
 def build_model_config(
-    config: TrainConfig, split: Split, scale: tuple[float, float]
+    config: TrainConfig,
+    split: Split,
+    scale: tuple[float, float],
+    n_user_features: int = 0,
+    n_movie_features: int = 0,
 ) -> ModelConfig:
     """The network for ``config.arch``, sized to the vocabulary and the rating scale."""
     seed = config.arch == "seed"
@@ -51,6 +56,10 @@ def build_model_config(
         rating_max=scale[1],
         global_mean=float(split.train.rating.mean()),
         init_std=0.01 if seed else 0.05,
+        n_user_features=n_user_features,
+        n_movie_features=n_movie_features,
+        rank_factors=0 if seed else config.rank_factors,
+        implicit_nnz=len(split.train) if config.implicit and not seed else 0,
     )
 
 
@@ -63,7 +72,7 @@ def score_users_fn(model: RecommenderNet, n_movies: int):
         model.eval()
         u = torch.from_numpy(np.repeat(rows.astype(np.int64), n_movies))
         m = movies.repeat(len(rows))
-        return model.predict(u, m).reshape(len(rows), n_movies).numpy()
+        return model.predict_with_rank(u, m)[1].reshape(len(rows), n_movies).numpy()
 
     return score
 
@@ -97,6 +106,24 @@ def evaluate(model: RecommenderNet, split: Split, k: int = 10) -> dict:
     }
 
 
+#: Weights of the rating in the ranking score tried on the validation split.
+RANK_MIX_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def choose_rank_mix(model: RecommenderNet, split: Split) -> dict:
+    """Pick the rating's weight in ``rank_score`` by validation NDCG@10 (never the test)."""
+    tried = {}
+    for mix in RANK_MIX_GRID:
+        model.rank_mix.fill_(mix)
+        tried[mix] = ranking_metrics(
+            split, score_users_fn(model, split.vocab.n_movies), target="val"
+        )["ndcg@10"]
+    best = max(tried, key=lambda m: (tried[m], -m))
+    model.rank_mix.fill_(best)
+    log.info("rank mix: %s -> %g", {k: round(v, 4) for k, v in tried.items()}, best)
+    return {"chosen": best, "val_ndcg@10": {str(k): v for k, v in tried.items()}}
+
+
 def run_training(config: TrainConfig) -> TrainResult:
     """Train on ``config.data`` and write every artifact into ``config.artifacts``."""
     artifacts = prepare_artifacts_dir(config.artifacts)
@@ -111,13 +138,52 @@ def run_training(config: TrainConfig) -> TrainResult:
         *data.rating_scale,
     )
     split = split_ratings(data.ratings, seed=config.seed, test_size=config.test_size)
+    model, history, metrics = train_on_split(config, data, split)
+    ckpt = Checkpoint(
+        model=model,
+        split=split,
+        rating_scale=data.rating_scale,
+        data_fingerprint=data.fingerprint,
+        data_layout=data.layout,
+        train_config=config.to_dict(),
+        metrics=metrics,
+        titles=titles_of(data),
+        package_version=package_version(),
+        created_at=utc_now(),
+    )
+    save_checkpoint(artifacts / contract.CHECKPOINT_FILE, ckpt)
+    write_json(artifacts / contract.METRICS_FILE, metrics)
+    write_pairs(artifacts / contract.TEST_PAIRS_FILE, split, [split.test])
+    write_pairs(artifacts / contract.SEEN_PAIRS_FILE, split, [split.train, split.val])
+    plot_curves(artifacts / contract.CURVES_FILE, history)
+    return TrainResult(ckpt, history, metrics, artifacts)
+
+
+def train_on_split(
+    config: TrainConfig, data: MovieLensData, split: Split
+) -> tuple[RecommenderNet, History, dict]:
+    """Build, train and evaluate the model of ``config`` on a given split (no files)."""
     log.info(
         "split: %d train / %d val / %d test", len(split.train), len(split.val), len(split.test)
     )
+    if config.side_features:
+        uf, mf = user_features(data.users, split.vocab), movie_features(data.movies, split.vocab)
+    else:
+        uf = np.zeros((split.vocab.n_users, 0), np.float32)
+        mf = np.zeros((split.vocab.n_movies, 0), np.float32)
     torch.manual_seed(config.seed)
-    model = RecommenderNet(build_model_config(config, split, data.rating_scale))
+    model = RecommenderNet(
+        build_model_config(config, split, data.rating_scale, uf.shape[1], mf.shape[1])
+    )
+    model.set_side_features(torch.from_numpy(uf), torch.from_numpy(mf))
+    if model.config.implicit_nnz:
+        model.set_implicit(
+            torch.from_numpy(split.train.user_idx), torch.from_numpy(split.train.movie_idx)
+        )
     history = fit(model, split.train, split.val, config)
+    mix = choose_rank_mix(model, split) if model.config.rank_factors else {}
     metrics = evaluate(model, split)
+    metrics["rank_mix"] = mix
     metrics.update(
         epochs_run=history.epochs_run,
         best_epoch=history.best_epoch,
@@ -137,24 +203,7 @@ def run_training(config: TrainConfig) -> TrainResult:
             "numpy": np.__version__,
         },
     )
-    ckpt = Checkpoint(
-        model=model,
-        split=split,
-        rating_scale=data.rating_scale,
-        data_fingerprint=data.fingerprint,
-        data_layout=data.layout,
-        train_config=config.to_dict(),
-        metrics=metrics,
-        titles=titles_of(data),
-        package_version=package_version(),
-        created_at=utc_now(),
-    )
-    save_checkpoint(artifacts / contract.CHECKPOINT_FILE, ckpt)
-    write_json(artifacts / contract.METRICS_FILE, metrics)
-    write_pairs(artifacts / contract.TEST_PAIRS_FILE, split, [split.test])
-    write_pairs(artifacts / contract.SEEN_PAIRS_FILE, split, [split.train, split.val])
-    plot_curves(artifacts / contract.CURVES_FILE, history)
-    return TrainResult(ckpt, history, metrics, artifacts)
+    return model, history, metrics
 
 
 def prepare_artifacts_dir(path: Path) -> Path:

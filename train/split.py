@@ -52,6 +52,24 @@ def encode_ids(ratings: pd.DataFrame) -> tuple[Vocabulary, np.ndarray, np.ndarra
     return Vocabulary(user_ids, movie_ids), user_idx.astype(np.int64), movie_idx.astype(np.int64)
 
 
+def split_given_test(
+    base: pd.DataFrame, test: pd.DataFrame, seed: int = 42, val_size: float = 0.15
+) -> Split:
+    """A split whose test part is given (e.g. ml-100k's u1.test); validation is carved
+    out of ``base`` with ``train_test_split(val_size, random_state=seed)``."""
+    both = pd.concat([base, test], ignore_index=True)
+    vocab, user_idx, movie_idx = encode_ids(both)
+    rating = both["rating"].to_numpy(np.float32)
+    base_rows = np.arange(len(base))
+    train_rows, val_rows = train_test_split(base_rows, test_size=val_size, random_state=seed)
+    test_rows = np.arange(len(base), len(both))
+
+    def part(r: np.ndarray) -> Part:
+        return Part(user_idx[r], movie_idx[r], rating[r])
+
+    return Split(vocab, part(train_rows), part(val_rows), part(test_rows))
+
+
 def split_ratings(ratings: pd.DataFrame, seed: int = 42, test_size: float = 0.3) -> Split:
     """``train_test_split(test_size, random_state=seed)`` then halve the rest into val/test.
 

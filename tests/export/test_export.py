@@ -39,17 +39,20 @@ def test_io_contract_and_dynamic_batch(exported, trained_artifacts):
     _, out, _ = exported
     sess = ort.InferenceSession(str(out / contract.MODEL_FILE), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == [contract.INPUT_USER, contract.INPUT_MOVIE]
-    assert [o.name for o in sess.get_outputs()] == [contract.OUTPUT_RATING]
+    assert [o.name for o in sess.get_outputs()] == [contract.OUTPUT_RATING, contract.OUTPUT_RANK]
     ckpt = load_checkpoint(trained_artifacts / contract.CHECKPOINT_FILE)
     rng = np.random.default_rng(0)
     for n in (1, 2, 1000, 100_000):
         u = rng.integers(0, ckpt.split.vocab.n_users, n)
         m = rng.integers(0, ckpt.split.vocab.n_movies, n)
-        got = sess.run(None, {contract.INPUT_USER: u, contract.INPUT_MOVIE: m})[0]
-        assert got.shape == (n,) and got.dtype == np.float32
+        rating, rank = sess.run(None, {contract.INPUT_USER: u, contract.INPUT_MOVIE: m})
+        assert rating.shape == rank.shape == (n,) and rating.dtype == np.float32
         with torch.no_grad():
-            want = ckpt.model.predict(torch.from_numpy(u), torch.from_numpy(m)).numpy()
-        np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+            want_rating, want_rank = ckpt.model.predict_with_rank(
+                torch.from_numpy(u), torch.from_numpy(m)
+            )
+        np.testing.assert_allclose(rating, want_rating.numpy(), atol=1e-5, rtol=0)
+        np.testing.assert_allclose(rank, want_rank.numpy(), atol=1e-5, rtol=0)
 
 
 def test_metadata_present_and_correct(exported, trained_artifacts):

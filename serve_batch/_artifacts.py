@@ -1,0 +1,416 @@
+"""Load ``model.onnx`` + ``id_mapping.json``, check they belong together, and predict.
+
+Fallback for IDs missing from the mapping (``on_unknown="fallback"``), by design:
+
+* unknown user, known movie  -> ``fallback.movie_mean[movie]``
+* known user, unknown movie  -> ``fallback.user_mean[user]``
+* unknown user and movie     -> ``fallback.global_mean``
+
+The result is clipped to the rating scale and the row is flagged ``cold_start=True``.
+Only pairs whose user and movie are both known go through the ONNX graph, so the
+scorer knows nothing of the model's internals beyond its input and output names.
+
+Ranking (top-k tables): by the graph's optional ``rank_score`` output when it has one,
+else by the rating; a cold-start pair's rank score is its fallback rating.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serve_batch import contract
+from serve_batch._config import DEFAULT_BATCH_SIZE, UNKNOWN_POLICIES
+from serve_batch._idmap import IdMap, build_idmap
+from serve_batch._session import has_rank_output, open_session
+from serve_batch.errors import ArtifactError, DataError, UsageError
+
+#: How many offending IDs an error message shows.
+SHOW_IDS = 5
+
+
+@dataclass(frozen=True, eq=False)  # holds arrays: compare fields explicitly
+class Prediction:
+    """Scores of one call to :meth:`Artifacts.predict_ids`.
+
+    ``ratings``, ``rank_scores`` and ``cold_start`` cover the kept rows only (all rows
+    unless ``on_unknown="skip"``); ``kept``, ``unknown_user`` and ``unknown_movie`` are
+    masks over the input rows. ``rank_scores`` is the graph's ``rank_score`` output (what
+    top-k lists are ordered by), the rating itself for a graph without one and for
+    cold-start rows.
+    """
+
+    ratings: np.ndarray
+    cold_start: np.ndarray
+    kept: np.ndarray
+    unknown_user: np.ndarray
+    unknown_movie: np.ndarray
+    rank_scores: np.ndarray
+
+
+class Artifacts:
+    """A loaded, verified model and ID mapping; create with :func:`load_artifacts`."""
+
+    def __init__(
+        self,
+        *,
+        session: Any,
+        users: IdMap,
+        movies: IdMap,
+        global_mean: float,
+        rating_scale: tuple[float, float],
+        metadata: dict[str, str],
+        model_path: Path,
+        mapping_path: Path,
+        model_sha256: str,
+        mapping_sha256: str,
+    ) -> None:
+        self._session = session
+        self.has_rank_score = has_rank_output(session)
+        self._outputs = [contract.OUTPUT_RATING] + (
+            [contract.OUTPUT_RANK] if self.has_rank_score else []
+        )
+        self.users = users
+        self.movies = movies
+        self.global_mean = float(global_mean)
+        self._rating_scale = rating_scale
+        self._metadata = dict(metadata)
+        self.model_path = model_path
+        self.mapping_path = mapping_path
+        self._model_sha256 = model_sha256
+        self.mapping_sha256 = mapping_sha256
+
+    def __repr__(self) -> str:
+        return (
+            f"Artifacts(model={str(self.model_path)!r}, users={len(self.users)}, "
+            f"movies={len(self.movies)}, rating_scale={self._rating_scale})"
+        )
+
+    @property
+    def rating_scale(self) -> tuple[float, float]:
+        """``(min, max)`` of the ratings; every score lies within it."""
+        return self._rating_scale
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The model's ``metadata_props`` (a copy)."""
+        return dict(self._metadata)
+
+    @property
+    def model_sha256(self) -> str:
+        """SHA-256 hex of the model file's bytes."""
+        return self._model_sha256
+
+    def predict_ids(
+        self,
+        user_ids: np.ndarray,
+        movie_ids: np.ndarray,
+        on_unknown: str = "fallback",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> Prediction:
+        """Score raw-ID pairs exactly as ``rec-score`` does (it calls this per batch).
+
+        ``on_unknown``: ``"fallback"`` (documented fallback means, ``cold_start`` True),
+        ``"skip"`` (drop the pair, see ``kept``) or ``"error"`` (``DataError`` with the
+        count and first offending IDs).
+        """
+        users = _as_id_array(user_ids, "user_ids")
+        movies = _as_id_array(movie_ids, "movie_ids")
+        if users.shape != movies.shape:
+            raise DataError(
+                f"user_ids and movie_ids differ in length: {users.size} vs {movies.size}"
+            )
+        if on_unknown not in UNKNOWN_POLICIES:
+            raise UsageError(
+                f"on_unknown must be one of {', '.join(UNKNOWN_POLICIES)}, got {on_unknown!r}"
+            )
+        if batch_size < 1:
+            raise UsageError(f"batch_size must be at least 1, got {batch_size}")
+        user_rows, user_known, user_pos = self.users.lookup(users)
+        movie_rows, movie_known, movie_pos = self.movies.lookup(movies)
+        both = user_known & movie_known
+        n = users.size
+        unknown_user, unknown_movie = ~user_known, ~movie_known
+        if both.all():  # the common case: no masking copies
+            ratings, ranks = self.predict_rows(user_rows, movie_rows, batch_size)
+            return Prediction(
+                ratings=ratings,
+                cold_start=np.zeros(n, dtype=bool),
+                kept=np.ones(n, dtype=bool),
+                unknown_user=unknown_user,
+                unknown_movie=unknown_movie,
+                rank_scores=ranks,
+            )
+        if on_unknown == "error":
+            raise DataError(describe_unknown(users, unknown_user, movies, unknown_movie))
+        if on_unknown == "skip":
+            ratings, ranks = self.predict_rows(user_rows[both], movie_rows[both], batch_size)
+            return Prediction(
+                ratings=ratings,
+                cold_start=np.zeros(ratings.size, dtype=bool),
+                kept=both,
+                unknown_user=unknown_user,
+                unknown_movie=unknown_movie,
+                rank_scores=ranks,
+            )
+        ratings = np.empty(n, dtype=np.float32)
+        model_ratings, model_ranks = self.predict_rows(
+            user_rows[both], movie_rows[both], batch_size
+        )
+        ratings[both] = model_ratings
+        only_movie = unknown_user & movie_known
+        only_user = user_known & unknown_movie
+        ratings[only_movie] = self.movies.means[movie_pos[only_movie]]
+        ratings[only_user] = self.users.means[user_pos[only_user]]
+        ratings[unknown_user & unknown_movie] = self.global_mean
+        lo, hi = self._rating_scale
+        np.clip(ratings, lo, hi, out=ratings)
+        ranks = ratings
+        if self.has_rank_score:
+            ranks = ratings.copy()
+            ranks[both] = model_ranks
+        return Prediction(
+            ratings=ratings,
+            cold_start=~both,
+            kept=np.ones(n, dtype=bool),
+            unknown_user=unknown_user,
+            unknown_movie=unknown_movie,
+            rank_scores=ranks,
+        )
+
+    def predict_rows(
+        self, user_rows: np.ndarray, movie_rows: np.ndarray, batch_size: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Run the graph on embedding rows, ``batch_size`` pairs per call.
+
+        Returns float32 ``(ratings, rank_scores)``; the two are one array when the graph
+        has no ``rank_score`` output.
+        """
+        n = user_rows.size
+        ratings = np.empty(n, dtype=np.float32)
+        ranks = np.empty(n, dtype=np.float32) if self.has_rank_score else ratings
+        run, names = self._session.run, self._outputs
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            feeds = {
+                contract.INPUT_USER: user_rows[start:stop],
+                contract.INPUT_MOVIE: movie_rows[start:stop],
+            }
+            got = run(names, feeds)
+            for name, value in zip(names, got, strict=True):
+                if value.size != stop - start:
+                    raise ArtifactError(
+                        f"{self.model_path}: output {name!r} has shape {list(value.shape)} "
+                        f"for a batch of {stop - start} pairs, expected [{stop - start}]"
+                    )
+            ratings[start:stop] = got[0].reshape(-1)
+            if self.has_rank_score:
+                ranks[start:stop] = got[1].reshape(-1)
+        lo, hi = self._rating_scale
+        np.clip(ratings, lo, hi, out=ratings)  # the graph clips already; this guards odd exports
+        return ratings, ranks
+
+
+def load_artifacts(
+    model_path: Path,
+    mapping_path: Path,
+    *,
+    threads: int | None = None,
+    graph_opt: str = "all",
+) -> Artifacts:
+    """Load and cross-check a model and its ID mapping; ``ArtifactError`` if they disagree.
+
+    Refuses missing or corrupt files, a format version other than
+    ``contract.FORMAT_VERSION``, and a mapping whose SHA-256 differs from the one the
+    exporter recorded in the model (so a model never scores with another run's IDs).
+    ``threads``: onnxruntime intra-op threads (None or 0: onnxruntime's default).
+    """
+    model_path, mapping_path = Path(model_path), Path(mapping_path)
+    model_bytes = _read_artifact(model_path, "model")
+    mapping_bytes = _read_artifact(mapping_path, "ID mapping")
+    session = open_session(model_path, threads, graph_opt)
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    _check_format_version(metadata.get(contract.META_FORMAT_VERSION), model_path, "metadata")
+
+    mapping_sha = hashlib.sha256(mapping_bytes).hexdigest()
+    expected_sha = metadata.get(contract.META_MAPPING_SHA256)
+    if not expected_sha:
+        raise ArtifactError(
+            f"{model_path}: no {contract.META_MAPPING_SHA256} metadata, so its ID mapping "
+            "cannot be verified; re-export the model with rec-export"
+        )
+    if expected_sha.strip().lower() != mapping_sha:
+        raise ArtifactError(
+            f"{mapping_path}: SHA-256 {mapping_sha[:12]}... does not match the "
+            f"{expected_sha.strip()[:12]}... recorded in {model_path}; the mapping was edited "
+            "or belongs to another export (use the id_mapping.json written with this model)"
+        )
+
+    try:
+        mapping = json.loads(mapping_bytes)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{mapping_path}: not valid JSON ({exc})") from exc
+    if not isinstance(mapping, dict):
+        raise ArtifactError(f"{mapping_path}: expected a JSON object at the top level")
+    _check_format_version(mapping.get(contract.MAPPING_FORMAT_VERSION), mapping_path, "field")
+    rating_scale = _read_rating_scale(metadata, mapping, model_path, mapping_path)
+    users, movies, global_mean = _read_index(mapping, mapping_path)
+    return Artifacts(
+        session=session,
+        users=users,
+        movies=movies,
+        global_mean=global_mean,
+        rating_scale=rating_scale,
+        metadata=metadata,
+        model_path=model_path,
+        mapping_path=mapping_path,
+        model_sha256=hashlib.sha256(model_bytes).hexdigest(),
+        mapping_sha256=mapping_sha,
+    )
+
+
+def describe_unknown(
+    users: np.ndarray,
+    user_unknown: np.ndarray,
+    movies: np.ndarray,
+    movie_unknown: np.ndarray,
+    row_offset: int = 0,
+) -> str:
+    """One line for ``on_unknown="error"``: counts, first offending IDs and the fix."""
+    bad = user_unknown | movie_unknown
+    first_row = int(np.argmax(bad)) + row_offset
+    parts = []
+    for kind, ids, mask in (("user", users, user_unknown), ("movie", movies, movie_unknown)):
+        if mask.any():
+            parts.append(
+                f"{int(mask.sum())} rows with an unknown {kind} ID ({format_first_ids(ids[mask])})"
+            )
+    return (
+        f"{int(bad.sum())} of {bad.size} pairs have IDs missing from the ID mapping: "
+        f"{'; '.join(parts)}; first at row {first_row} (0-based). "
+        "Use --unknown fallback or --unknown skip to score or drop them"
+    )
+
+
+def format_first_ids(ids: np.ndarray, show: int = SHOW_IDS) -> str:
+    """``"3 distinct, first: 7, 99, 12"`` in order of first appearance."""
+    uniq, first = np.unique(ids, return_index=True)
+    shown = ids[np.sort(first)[:show]]
+    more = ", ..." if uniq.size > show else ""
+    return f"{uniq.size} distinct, first: {', '.join(str(int(v)) for v in shown)}{more}"
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def _as_id_array(values: Any, name: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise DataError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.dtype.kind not in "iu":
+        raise DataError(f"{name} must hold integer IDs, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _read_artifact(path: Path, what: str) -> bytes:
+    if not path.is_file():
+        raise ArtifactError(
+            f"{what} not found: {path} (run rec-export, or pass --artifacts DIR holding "
+            f"{contract.MODEL_FILE} and {contract.MAPPING_FILE})"
+        )
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"{path}: cannot read {what} ({exc.strerror})") from exc
+
+
+def _check_format_version(value: Any, path: Path, where: str) -> None:
+    key = contract.META_FORMAT_VERSION if where == "metadata" else contract.MAPPING_FORMAT_VERSION
+    if value is None:
+        raise ArtifactError(
+            f"{path}: no {key!r} {where}; not an artifact written by rec-export "
+            f"(format version {contract.FORMAT_VERSION})"
+        )
+    try:
+        version = int(str(value).split(".")[0])
+    except ValueError:
+        version = None
+    if version != contract.FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path}: artifact format version {value!r}, but this rec-score reads format "
+            f"version {contract.FORMAT_VERSION}; re-export the model with a matching rec-export"
+        )
+
+
+def _read_rating_scale(
+    metadata: dict[str, str], mapping: dict, model_path: Path, mapping_path: Path
+) -> tuple[float, float]:
+    from_model = None
+    if contract.META_RATING_MIN in metadata and contract.META_RATING_MAX in metadata:
+        try:
+            from_model = (
+                float(metadata[contract.META_RATING_MIN]),
+                float(metadata[contract.META_RATING_MAX]),
+            )
+        except ValueError as exc:
+            raise ArtifactError(f"{model_path}: rating scale metadata is not numeric") from exc
+    from_mapping = None
+    scale = mapping.get(contract.MAPPING_RATING_SCALE)
+    if scale is not None:
+        try:
+            from_mapping = (float(scale["min"]), float(scale["max"]))
+        except (TypeError, KeyError, ValueError) as exc:
+            raise ArtifactError(
+                f"{mapping_path}: {contract.MAPPING_RATING_SCALE!r} must be "
+                '{"min": number, "max": number}'
+            ) from exc
+    if from_model and from_mapping and from_model != from_mapping:
+        raise ArtifactError(
+            f"rating scale {from_model} in {model_path} differs from {from_mapping} in "
+            f"{mapping_path}"
+        )
+    result = from_model or from_mapping
+    if result is None:
+        raise ArtifactError(
+            f"{model_path}: no rating scale ({contract.META_RATING_MIN}/"
+            f"{contract.META_RATING_MAX} metadata or {contract.MAPPING_RATING_SCALE!r} in "
+            f"{mapping_path})"
+        )
+    lo, hi = result
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ArtifactError(f"{model_path}: invalid rating scale {result}")
+    return result
+
+
+def _read_index(mapping: dict, path: Path) -> tuple[IdMap, IdMap, float]:
+    fallback = mapping.get(contract.MAPPING_FALLBACK)
+    if not isinstance(fallback, dict):
+        raise ArtifactError(f"{path}: missing {contract.MAPPING_FALLBACK!r} object")
+    try:
+        global_mean = float(fallback[contract.FALLBACK_GLOBAL_MEAN])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(
+            f"{path}: {contract.MAPPING_FALLBACK}.{contract.FALLBACK_GLOBAL_MEAN} must be a number"
+        ) from exc
+    maps = []
+    for index_key, mean_key in (
+        (contract.MAPPING_USER_INDEX, contract.FALLBACK_USER_MEAN),
+        (contract.MAPPING_MOVIE_INDEX, contract.FALLBACK_MOVIE_MEAN),
+    ):
+        index = mapping.get(index_key)
+        means = fallback.get(mean_key, {})
+        if not isinstance(index, dict) or not index:
+            raise ArtifactError(f"{path}: {index_key!r} must be a non-empty object")
+        if not isinstance(means, dict):
+            raise ArtifactError(f"{path}: {contract.MAPPING_FALLBACK}.{mean_key} must be an object")
+        try:
+            maps.append(build_idmap(index, means, global_mean))
+        except (TypeError, ValueError) as exc:
+            raise ArtifactError(f"{path}: bad {index_key!r} or {mean_key!r}: {exc}") from exc
+    return maps[0], maps[1], global_mean

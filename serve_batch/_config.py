@@ -1,0 +1,90 @@
+"""The one configuration object of a scoring run (built by the CLI, read by the library)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from serve_batch import contract
+from serve_batch.errors import UsageError
+
+#: What to do with a pair whose user or movie is absent from the ID mapping.
+UNKNOWN_POLICIES = ("fallback", "skip", "error")
+#: ``--graph-opt`` values, mapped to onnxruntime's GraphOptimizationLevel.
+GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "all")
+#: Rows per record batch read from the input and per onnxruntime call.
+DEFAULT_BATCH_SIZE = 65536
+#: Top-k of catalog mode when ``--top-k`` is not given.
+DEFAULT_CATALOG_TOP_K = 10
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Everything one ``rec-score`` run needs; saved verbatim in the run manifest.
+
+    ``threads=0`` lets onnxruntime choose (one intra-op thread per physical core).
+    ``top_k=None`` means no top-k table in pairs mode and 10 in catalog mode.
+    """
+
+    input: Path
+    output: Path
+    artifacts: Path = Path("artifacts")
+    user_col: str = contract.USER_COL
+    movie_col: str = contract.MOVIE_COL
+    top_k: int | None = None
+    top_k_output: Path | None = None
+    on_unknown: str = "fallback"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    threads: int = 0
+    graph_opt: str = "all"
+    quiet: bool = False
+    all_movies: bool = False
+    exclude: Path | None = None
+
+    @property
+    def model_path(self) -> Path:
+        return Path(self.artifacts) / contract.MODEL_FILE
+
+    @property
+    def mapping_path(self) -> Path:
+        return Path(self.artifacts) / contract.MAPPING_FILE
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready copy (paths as strings) for the manifest."""
+        return {
+            f.name: (str(v) if isinstance(v, Path) else v)
+            for f in dataclasses.fields(self)
+            for v in [getattr(self, f.name)]
+        }
+
+
+def check_config(config: ScoreConfig) -> None:
+    """Refuse settings that cannot work, naming the option (the CLI already checks most)."""
+    if config.on_unknown not in UNKNOWN_POLICIES:
+        raise UsageError(
+            f"--unknown must be one of {', '.join(UNKNOWN_POLICIES)}, got {config.on_unknown!r}"
+        )
+    if config.graph_opt not in GRAPH_OPT_LEVELS:
+        raise UsageError(
+            f"--graph-opt must be one of {', '.join(GRAPH_OPT_LEVELS)}, got {config.graph_opt!r}"
+        )
+    if config.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
+    if config.threads < 0:
+        raise UsageError(f"--threads must be 0 (onnxruntime default) or more, got {config.threads}")
+    if config.top_k is not None and config.top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, got {config.top_k}")
+    if config.user_col == config.movie_col:
+        raise UsageError(f"--user-col and --movie-col are both {config.user_col!r}")
+    if config.all_movies:
+        if config.top_k_output is not None:
+            raise UsageError(
+                "--top-k-output does not apply to --all-movies: OUTPUT is the top-k table"
+            )
+    else:
+        if config.exclude is not None:
+            raise UsageError("--exclude only applies to catalog mode (--all-movies)")
+        if config.top_k_output is not None and config.top_k is None:
+            raise UsageError("--top-k-output needs --top-k K")

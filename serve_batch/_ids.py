@@ -1,0 +1,106 @@
+"""Validate an ID column and turn it into int64, or say exactly which row is wrong.
+
+Accepted: integer Arrow types; floats whose values are all integral (CSV and pandas
+often give those); strings holding a decimal integer, optionally with a ``.0`` suffix
+and surrounding spaces (CSV ID columns are read as strings so that a bad value deep
+in the file is reported with its row instead of failing type inference). Anything
+else, and any null, is a ``DataError`` naming the file, column and 0-based row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from serve_batch.errors import DataError
+
+#: A decimal integer as text: optional sign, digits, optional ``.000`` and spaces.
+INTEGER_TEXT = r"^\s*[+-]?[0-9]+(\.0*)?\s*$"
+_INT64_MAX = np.iinfo(np.int64).max
+_FLOAT_LIMIT = 2.0**63
+
+
+def convert_id_column(
+    column: pa.Array | pa.ChunkedArray,
+    *,
+    source: str,
+    name: str,
+    kind: str,
+    row_offset: int = 0,
+) -> np.ndarray:
+    """Return the column as a contiguous int64 array (``kind``: "user" or "movie").
+
+    ``row_offset`` is the input row of the column's first value, so errors give the row
+    number in the whole file.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    where = f"{source}: column {name!r}"
+
+    def fail(row: int, got: str) -> DataError:
+        return DataError(
+            f"{where} row {row_offset + row} (0-based data row): expected an integer "
+            f"{kind} ID, got {got}"
+        )
+
+    if column.null_count:
+        row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+        raise fail(row, "a null (missing) value")
+    t = column.type
+    if pa.types.is_integer(t):
+        values = column.to_numpy(zero_copy_only=False)
+        if pa.types.is_uint64(t) and values.size and values.max() > _INT64_MAX:
+            row = int(np.argmax(values > _INT64_MAX))
+            raise fail(row, f"{values[row]} (larger than int64)")
+        return np.ascontiguousarray(values, dtype=np.int64)
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        return _convert_floats(values, fail)
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return _convert_strings(column, fail)
+    raise DataError(
+        f"{where}: expected integer {kind} IDs, but the column has type {t} "
+        f"(accepted: integers, integral floats, or text holding integers)"
+    )
+
+
+def _convert_floats(values: np.ndarray, fail) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(values) | (values != np.trunc(values)) | (np.abs(values) >= _FLOAT_LIMIT)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise fail(row, repr(float(values[row])))
+    return values.astype(np.int64)
+
+
+def _convert_strings(column: pa.Array, fail) -> np.ndarray:
+    # fast path: only ASCII digits (Arrow's cast alone would also take "0x10")
+    if pc.all(pc.ascii_is_decimal(column)).as_py():
+        try:
+            return np.ascontiguousarray(
+                pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64
+            )
+        except pa.ArrowInvalid:
+            pass  # overflow: reported below
+    ok = pc.match_substring_regex(column, INTEGER_TEXT).to_numpy(zero_copy_only=False)
+    if not ok.all():
+        row = int(np.argmax(~ok))
+        value = column[row].as_py()
+        raise fail(row, "an empty value" if not value.strip() else _show(value))
+    cleaned = pc.replace_substring_regex(column, r"^\s*\+?|(\.0*)?\s*$", "")
+    try:
+        return np.ascontiguousarray(
+            pc.cast(cleaned, pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64
+        )
+    except pa.ArrowInvalid:  # only overflow is left: find it in Python (error path only)
+        for row, text in enumerate(cleaned.to_pylist()):
+            if not -_INT64_MAX - 1 <= int(text) <= _INT64_MAX:
+                raise fail(row, f"{_show(column[row].as_py())} (outside int64)") from None
+        raise
+
+
+def _show(value: str, limit: int = 40) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "...")

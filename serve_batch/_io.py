@@ -1,0 +1,255 @@
+"""Streaming Parquet/CSV reading and writing, and all-or-nothing output files.
+
+Input is read as record batches and output written batch by batch, so memory does
+not grow with the number of rows. Every output goes to a hidden temporary file in
+the target's folder and is renamed into place only when the whole run succeeded, so
+a failed or killed run never leaves a half-written OUTPUT (a previous one survives).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from serve_batch.errors import DataError, UsageError
+
+#: Supported file name endings -> format (checked longest first).
+FORMATS = {".csv.gz": "csv.gz", ".parquet": "parquet", ".csv": "csv"}
+#: CSV bytes parsed per record batch (pyarrow batches CSV by bytes, not rows): about
+#: this many bytes per ``--batch-size`` row, within the bounds below.
+CSV_BYTES_PER_ROW = 32
+CSV_BLOCK_BOUNDS = (16 << 10, 64 << 20)
+
+
+def detect_format(path: Path, role: str) -> str:
+    """Format from the file name ending; ``UsageError`` listing the supported ones."""
+    name = Path(path).name.lower()
+    for ending, fmt in FORMATS.items():
+        if name.endswith(ending) and len(name) > len(ending):
+            return fmt
+    raise UsageError(
+        f"{path}: unsupported {role} file type; use one of {', '.join(sorted(FORMATS))}"
+    )
+
+
+def insert_before_extension(path: Path, tag: str) -> Path:
+    """``out.csv.gz`` + ``topk`` -> ``out.topk.csv.gz``."""
+    path = Path(path)
+    fmt = detect_format(path, "output")
+    ending = next(e for e, f in FORMATS.items() if f == fmt)
+    stem = path.name[: -len(ending)]
+    return path.with_name(f"{stem}.{tag}{path.name[-len(ending) :]}")
+
+
+def check_input_file(path: Path, role: str) -> None:
+    """Clear errors for a missing, non-regular or 0-byte input."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: {role} file not found")
+    if not path.is_file():
+        raise DataError(f"{path}: {role} is not a regular file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: {role} file is empty (0 bytes)")
+
+
+def check_distinct_paths(inputs: list[Path | None], outputs: list[Path | None]) -> None:
+    """Refuse writing onto an input, or two outputs onto one file."""
+    read = {Path(p).resolve() for p in inputs if p is not None}
+    written: set[Path] = set()
+    for p in outputs:
+        if p is None:
+            continue
+        key = Path(p).resolve()
+        if key in read:
+            raise UsageError(f"{p}: an output path cannot be one of the input files")
+        if key in written:
+            raise UsageError(f"{p}: two outputs would be written to this one path")
+        written.add(key)
+
+
+@dataclass
+class TableReader:
+    """An opened input: its schema, row count when known, and a batch iterator."""
+
+    path: Path
+    schema: pa.Schema
+    num_rows: int | None
+    _batches: Iterator[pa.RecordBatch]
+
+    def iter_batches(self) -> Iterator[pa.RecordBatch]:
+        """Yield record batches; Arrow read errors become ``DataError`` naming the file."""
+        try:
+            yield from self._batches
+        except (pa.ArrowInvalid, pa.ArrowIOError, OSError, EOFError) as exc:
+            raise DataError(f"{self.path}: cannot read the file ({_first_line(exc)})") from exc
+
+
+def open_table(
+    path: Path,
+    fmt: str,
+    *,
+    columns: Sequence[str],
+    batch_size: int,
+    only_columns: bool = False,
+) -> TableReader:
+    """Open ``path`` for streaming; ``columns`` must exist (``DataError`` lists what does).
+
+    ``columns`` are the ID columns: CSV reads them as text so that ``convert_id_column``
+    can name a bad row. With ``only_columns`` the other columns are not read at all.
+    """
+    path = Path(path)
+    try:
+        if fmt == "parquet":
+            pf = pq.ParquetFile(path)
+            schema = pf.schema_arrow
+            _check_columns(path, schema, columns)
+            batches = pf.iter_batches(
+                batch_size=batch_size, columns=list(columns) if only_columns else None
+            )
+            if only_columns:
+                schema = pa.schema([schema.field(c) for c in columns])
+            return TableReader(path, schema, pf.metadata.num_rows, batches)
+        source = pa.input_stream(str(path), compression="gzip" if fmt == "csv.gz" else None)
+        convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in columns})
+        if only_columns:
+            probe = pacsv.open_csv(
+                source, read_options=pacsv.ReadOptions(block_size=1 << 16)
+            ).schema
+            source.close()
+            _check_columns(path, probe, columns)
+            convert.include_columns = list(columns)
+            source = pa.input_stream(str(path), compression="gzip" if fmt == "csv.gz" else None)
+        reader = pacsv.open_csv(
+            source,
+            read_options=pacsv.ReadOptions(block_size=_csv_block_bytes(batch_size)),
+            convert_options=convert,
+        )
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError, EOFError) as exc:
+        what = "Parquet" if fmt == "parquet" else "CSV"
+        raise DataError(f"{path}: not a readable {what} file ({_first_line(exc)})") from exc
+    _check_columns(path, reader.schema, columns)
+    return TableReader(path, reader.schema, None, iter(reader))
+
+
+def _csv_block_bytes(batch_size: int) -> int:
+    low, high = CSV_BLOCK_BOUNDS
+    return int(min(max(batch_size * CSV_BYTES_PER_ROW, low), high))
+
+
+def _check_columns(path: Path, schema: pa.Schema, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in schema.names]
+    if missing:
+        raise DataError(
+            f"{path}: no column {missing[0]!r}; columns found: {', '.join(schema.names)} "
+            "(choose the ID columns with --user-col / --movie-col)"
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class TableWriter:
+    """Write record batches of a declared schema to Parquet, CSV or gzip CSV."""
+
+    def __init__(self, path: Path, fmt: str, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.rows = 0
+        self._sink = None
+        if fmt == "parquet":
+            self._writer = pq.ParquetWriter(str(path), schema, compression="snappy")
+        else:
+            if fmt == "csv.gz":
+                self._sink = pa.CompressedOutputStream(str(path), "gzip")
+            else:
+                self._sink = pa.OSFile(str(path), "wb")
+            # plain header (user_id,movie_id,...) unless a name needs quoting
+            plain = not any(set(n) & set(',"\r\n') for n in schema.names)
+            options = pacsv.WriteOptions(quoting_header="none" if plain else "needed")
+            self._writer = pacsv.CSVWriter(self._sink, schema, write_options=options)
+
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        if isinstance(batch, pa.Table):
+            self._writer.write_table(batch)
+        else:
+            self._writer.write_batch(batch)
+        self.rows += batch.num_rows
+
+    def close(self) -> None:
+        try:
+            self._writer.close()
+        finally:
+            if self._sink is not None:
+                self._sink.close()
+
+
+class AtomicOutputs:
+    """Hidden temp files beside each target, renamed into place together on success.
+
+    Use as a context manager: on any exception (or SIGTERM turned into one) the temps
+    are deleted and the targets are untouched. A SIGKILL can leave a hidden
+    ``.NAME.tmp-PID-RAND`` behind but never a partial target.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Path, Path]] = []
+
+    def __enter__(self) -> AtomicOutputs:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.discard()
+
+    def reserve(self, target: Path) -> Path:
+        """Create and return the temp path for ``target`` (fails early if unwritable)."""
+        target = Path(target)
+        folder = target.parent
+        if not folder.exists():
+            raise UsageError(f"{target}: output folder {folder} does not exist")
+        if not folder.is_dir():
+            raise UsageError(f"{target}: {folder} is not a folder")
+        if target.is_dir():
+            raise UsageError(f"{target}: is a folder, expected a file path")
+        tmp = folder / f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            with open(tmp, "xb"):
+                pass
+        except OSError as exc:
+            raise UsageError(
+                f"{target}: cannot write to folder {folder} ({exc.strerror or exc})"
+            ) from exc
+        self._pending.append((tmp, target))
+        return tmp
+
+    def commit(self) -> None:
+        """Rename every temp onto its target (in reservation order).
+
+        SIGTERM and SIGINT wait until the renames are done, so an interrupted run never
+        leaves OUTPUT renamed without its top-k table or manifest.
+        """
+        held = {signal.SIGTERM, signal.SIGINT}
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        try:
+            for tmp, target in self._pending:
+                os.replace(tmp, target)
+            self._pending.clear()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+    def discard(self) -> None:
+        """Delete the temps; targets stay as they were."""
+        for tmp, _ in self._pending:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        self._pending.clear()

@@ -1,0 +1,129 @@
+"""The JSON run summary written beside every output (``OUTPUT.manifest.json``)."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from datetime import datetime, timezone
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pyarrow as pa
+
+from serve_batch import contract
+from serve_batch._artifacts import Artifacts
+from serve_batch._config import ScoreConfig
+
+MANIFEST_SUFFIX = ".manifest.json"
+
+
+def manifest_path(output: Path) -> Path:
+    """``out.parquet`` -> ``out.parquet.manifest.json``."""
+    output = Path(output)
+    return output.with_name(output.name + MANIFEST_SUFFIX)
+
+
+def build_manifest(
+    *,
+    mode: str,
+    config: ScoreConfig,
+    arts: Artifacts,
+    started_at: datetime,
+    elapsed: float,
+    rows_read: int,
+    rows_written: int,
+    details: dict[str, Any],
+) -> dict[str, Any]:
+    """Collect what a reader of the output needs to trust it: inputs, model, counts, speed."""
+    meta = arts.metadata
+    return {
+        "tool": "rec-score",
+        "mode": mode,
+        "package_version": _package_version(),
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": config.to_dict(),
+        "rows_read": rows_read,
+        "rows_written": rows_written,
+        **details,
+        "model": {
+            "path": str(arts.model_path),
+            "sha256": arts.model_sha256,
+            "opset": meta.get(contract.META_OPSET),
+            "format_version": meta.get(contract.META_FORMAT_VERSION),
+            "graph": meta.get(contract.META_GRAPH),
+            "rank_output": arts.has_rank_score,
+            "rating_scale": list(arts.rating_scale),
+            "metadata": meta,
+        },
+        "mapping": {
+            "path": str(arts.mapping_path),
+            "sha256": arts.mapping_sha256,
+            "users": len(arts.users),
+            "movies": len(arts.movies),
+        },
+        "runtime": {
+            "onnxruntime": ort.__version__,
+            "pyarrow": pa.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+            "providers": ["CPUExecutionProvider"],
+            "intra_op_threads": config.threads,
+            "graph_optimization": config.graph_opt,
+            "execution_mode": "sequential",
+        },
+        "elapsed_seconds": round(elapsed, 4),
+        "rows_per_second": round(rows_read / elapsed, 1) if elapsed > 0 else None,
+    }
+
+
+def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(manifest, fh, indent=2, allow_nan=False, default=_jsonable)
+        fh.write("\n")
+
+
+class ErrorMetrics:
+    """Streaming RMSE/MAE of predictions against a ``rating`` column (nulls ignored)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._sq = 0.0
+        self._abs = 0.0
+
+    def add(self, truth: np.ndarray, predicted: np.ndarray) -> None:
+        ok = np.isfinite(truth)
+        if not ok.all():
+            truth, predicted = truth[ok], predicted[ok]
+        diff = predicted.astype(np.float64) - truth
+        self.count += int(diff.size)
+        self._sq += float(np.dot(diff, diff))
+        self._abs += float(np.abs(diff).sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        if not self.count:
+            return {"rows": 0, "rmse": None, "mae": None}
+        return {
+            "rows": self.count,
+            "rmse": math.sqrt(self._sq / self.count),
+            "mae": self._abs / self.count,
+        }
+
+
+def _package_version() -> str:
+    try:
+        return importlib_metadata.version("movierec")
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,188 @@
+"""Per-user top-k, vectorised, with a deterministic order.
+
+Order within a user: pairs the model scored first, then cold-start pairs (the model
+knows nothing of them); within each, higher rank score first (the graph's
+``rank_score``, else the rating; a cold-start pair's fallback rating), ties broken by
+movie ID ascending. A (user, movie) pair given more than once counts once. The
+streaming accumulator keeps at most ``users x K`` rows plus a bounded buffer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from serve_batch import contract
+
+#: Schema of every top-k table (pairs and catalog mode).
+TOPK_SCHEMA = pa.schema(
+    [
+        pa.field(contract.USER_COL, pa.int64(), nullable=False),
+        pa.field(contract.RANK_COL, pa.int32(), nullable=False),
+        pa.field(contract.MOVIE_COL, pa.int64(), nullable=False),
+        pa.field(contract.PREDICTION_COL, pa.float32(), nullable=False),
+        pa.field(contract.COLD_START_COL, pa.bool_(), nullable=False),
+    ]
+)
+
+
+def select_top_k(
+    users: np.ndarray,
+    movies: np.ndarray,
+    scores: np.ndarray,
+    k: int,
+    cold: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of each user's ``k`` best distinct movies and their 0-based ranks.
+
+    ``scores`` are rank scores (higher is better); ``cold`` rows rank after the others.
+    Returned in table order: user ascending, then rank. Repeats of a (user, movie)
+    pair carry the same score, so they sort next to each other and all but one drop.
+    """
+    if users.size == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    order = order_for_top_k(users, movies, scores, cold)
+    u, m = users[order], movies[order]
+    new_user = np.empty(u.size, dtype=bool)
+    new_user[0] = True
+    np.not_equal(u[1:], u[:-1], out=new_user[1:])
+    keep = new_user.copy()
+    keep[1:] |= m[1:] != m[:-1]  # drop a repeat of the row before
+    if not keep.all():
+        order, new_user = order[keep], new_user[keep]
+    starts = np.flatnonzero(new_user)
+    rank = np.arange(order.size) - np.repeat(starts, np.diff(np.append(starts, order.size)))
+    top = rank < k
+    return order[top], rank[top]
+
+
+def order_for_top_k(
+    users: np.ndarray,
+    movies: np.ndarray,
+    scores: np.ndarray,
+    cold: np.ndarray | None = None,
+) -> np.ndarray:
+    """``argsort`` by user ascending, cold last, score descending, movie ascending.
+
+    Packs the keys into one uint64 when they fit (user and movie offsets, the cold bit
+    and the 32 bits of an order-preserving transform of the float32 score), which sorts
+    several times faster than ``np.lexsort``; falls back to lexsort.
+    """
+    if cold is None:
+        cold = np.zeros(users.size, dtype=bool)
+    u_off, u_bits = _offsets(users)
+    m_off, m_bits = _offsets(movies)
+    if u_bits + 33 + m_bits > 64:
+        u_off, u_bits = _dense_ranks(users)
+        m_off, m_bits = _dense_ranks(movies)
+    if u_bits + 33 + m_bits > 64:
+        return np.lexsort((movies, -scores.astype(np.float32), cold, users))
+    key = u_off << np.uint64(33 + m_bits)
+    key |= cold.astype(np.uint64) << np.uint64(32 + m_bits)
+    key |= _descending_bits(scores).astype(np.uint64) << np.uint64(m_bits)
+    key |= m_off
+    return np.argsort(key)  # equal keys are identical rows, so stability is moot
+
+
+def _offsets(ids: np.ndarray) -> tuple[np.ndarray, int]:
+    lo, hi = int(ids.min()), int(ids.max())
+    return (ids - lo).astype(np.uint64), max(hi - lo, 1).bit_length()
+
+
+def _dense_ranks(ids: np.ndarray) -> tuple[np.ndarray, int]:
+    uniq, inverse = np.unique(ids, return_inverse=True)
+    return inverse.astype(np.uint64).reshape(-1), max(uniq.size - 1, 1).bit_length()
+
+
+def _descending_bits(scores: np.ndarray) -> np.ndarray:
+    """uint32 whose ascending order is the scores' descending order (-0.0 == 0.0)."""
+    bits = (scores.astype(np.float32) + np.float32(0.0)).view(np.uint32)
+    negative = (bits >> np.uint32(31)).astype(bool)
+    ascending = np.where(negative, ~bits, bits | np.uint32(0x80000000))
+    return ~ascending
+
+
+class TopKAccumulator:
+    """Merge per-batch candidates into each user's running top-k.
+
+    Each batch is reduced to its own top-k at once; the reduced rows wait in a buffer
+    that is merged with the running state when it outgrows it, so the total sorting
+    work stays O(n log n) and memory stays O(users x K + buffer).
+    """
+
+    def __init__(self, k: int, min_merge_rows: int = 1 << 18) -> None:
+        self.k = k
+        self._min_merge_rows = min_merge_rows
+        self._state = _empty()
+        self._pending: list[tuple[np.ndarray, ...]] = []
+        self._pending_rows = 0
+
+    def add(
+        self,
+        users: np.ndarray,
+        movies: np.ndarray,
+        ratings: np.ndarray,
+        rank_scores: np.ndarray,
+        cold: np.ndarray,
+    ) -> None:
+        idx, _ = select_top_k(users, movies, rank_scores, self.k, cold)
+        if idx.size == 0:
+            return
+        self._pending.append(tuple(a[idx] for a in (users, movies, ratings, rank_scores, cold)))
+        self._pending_rows += idx.size
+        if self._pending_rows >= max(self._min_merge_rows, self._state[0].size):
+            self._merge()
+
+    def _merge(self) -> None:
+        if not self._pending:
+            return
+        parts = [self._state, *self._pending]
+        u, m, r, s, c = (np.concatenate([p[i] for p in parts]) for i in range(5))
+        idx, _ = select_top_k(u, m, s, self.k, c)
+        self._state = (u[idx], m[idx], r[idx], s[idx], c[idx])
+        self._pending, self._pending_rows = [], 0
+
+    def to_table(self) -> pa.Table:
+        """The final table: user ascending, rank 1..K."""
+        self._merge()
+        u, m, r, s, c = self._state
+        idx, rank = select_top_k(u, m, s, self.k, c)
+        return build_topk_table(u[idx], rank + 1, m[idx], r[idx], c[idx])
+
+
+def select_block_top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top-k of a ``users x movies`` rank-score block whose columns are movie
+    IDs ascending; ``-inf`` marks excluded pairs. Returns ``(cols, valid)``, both
+    ``users x k``. (A row is all cold-start or none, so the cold-last rule is moot.)
+
+    A stable sort keeps equal scores in column (movie ID) order.
+    """
+    k = min(k, scores.shape[1])
+    cols = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    valid = np.isfinite(np.take_along_axis(scores, cols, axis=1))
+    return cols, valid
+
+
+def build_topk_table(
+    users: np.ndarray, ranks: np.ndarray, movies: np.ndarray, scores: np.ndarray, cold: np.ndarray
+) -> pa.Table:
+    return pa.Table.from_arrays(
+        [
+            pa.array(users, pa.int64()),
+            pa.array(ranks, pa.int32()),
+            pa.array(movies, pa.int64()),
+            pa.array(scores, pa.float32()),
+            pa.array(cold, pa.bool_()),
+        ],
+        schema=TOPK_SCHEMA,
+    )
+
+
+def _empty() -> tuple[np.ndarray, ...]:
+    return (
+        np.empty(0, np.int64),
+        np.empty(0, np.int64),
+        np.empty(0, np.float32),
+        np.empty(0, np.float32),
+        np.empty(0, bool),
+    )

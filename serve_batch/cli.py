@@ -1,0 +1,194 @@
+"""``rec-score``: the command line over :func:`score_file` and :func:`score_catalog`."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from serve_batch import contract
+from serve_batch._catalog import score_catalog
+from serve_batch._config import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CATALOG_TOP_K,
+    GRAPH_OPT_LEVELS,
+    UNKNOWN_POLICIES,
+    ScoreConfig,
+)
+from serve_batch._pairs import score_file
+from serve_batch.cli_support import run_command, setup_logging
+
+_EPILOG = """\b
+Files: INPUT, OUTPUT and the other tables are Parquet or CSV, chosen by the
+ending: .parquet, .csv, .csv.gz (gzip). IDs are raw MovieLens integer IDs.
+\b
+Unknown IDs (--unknown fallback): unknown user + known movie -> the movie's
+fallback mean; known user + unknown movie -> the user's; both unknown -> the
+global mean; clipped to the rating scale, and the row gets cold_start=true.
+\b
+Outputs are written to hidden temp files in the same folder and renamed into
+place only when the whole run succeeds (a failed run leaves OUTPUT untouched).
+A JSON run summary is written to OUTPUT.manifest.json.
+\b
+Exit codes: 0 success; 2 bad usage, input or artifacts (one line on stderr);
+1 unexpected error (a bug: traceback on stderr).
+"""
+
+
+@click.command(
+    name="rec-score",
+    epilog=_EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.argument(
+    "input_path",
+    metavar="INPUT",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
+@click.argument("output", metavar="OUTPUT", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--artifacts",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("artifacts"),
+    show_default=True,
+    help=f"Folder with {contract.MODEL_FILE} and {contract.MAPPING_FILE} from rec-export.",
+)
+@click.option(
+    "--user-col",
+    default=contract.USER_COL,
+    show_default=True,
+    help="Column of raw user IDs (in INPUT, and in --exclude).",
+)
+@click.option(
+    "--movie-col",
+    default=contract.MOVIE_COL,
+    show_default=True,
+    help="Column of raw movie IDs (in INPUT, and in --exclude).",
+)
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="K",
+    help="Also write each user's K best pairs as a long table user_id, rank, movie_id, "
+    "predicted_rating, cold_start (rank 1 best: by the model's rank_score output, or by "
+    "the rating if it has none; cold-start pairs last; ties by movie ID ascending). "
+    f"[default: no table; {DEFAULT_CATALOG_TOP_K} with --all-movies]",
+)
+@click.option(
+    "--top-k-output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="PATH",
+    help="Where the --top-k table goes. [default: OUTPUT with .topk before the "
+    "extension, e.g. out.topk.parquet]",
+)
+@click.option(
+    "--unknown",
+    "on_unknown",
+    type=click.Choice(UNKNOWN_POLICIES),
+    default="fallback",
+    show_default=True,
+    help="Pairs whose user or movie is not in the ID mapping: fallback = score with the "
+    "fallback means and mark cold_start; skip = drop them; error = fail (exit 2) with the "
+    "count and first IDs.",
+)
+@click.option(
+    "--all-movies",
+    is_flag=True,
+    help="Catalog mode: INPUT lists users (only the user column is needed; duplicates "
+    "scored once); every movie in the mapping is scored for each user and OUTPUT is the "
+    "top-k table.",
+)
+@click.option(
+    "--exclude",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    metavar="RATINGS",
+    help="Catalog mode: pairs file (user and movie columns, Parquet or CSV) of movies "
+    "users already rated; these are never recommended.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Pairs per record batch and per onnxruntime call (rows).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="onnxruntime intra-op threads; 0 = onnxruntime's default (one per physical core).",
+)
+@click.option(
+    "--graph-opt",
+    type=click.Choice(GRAPH_OPT_LEVELS),
+    default="all",
+    show_default=True,
+    help="onnxruntime graph optimisation level.",
+)
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="Warnings and errors only, no progress bar (for cron). The bar is also off when "
+    "stderr is not a terminal.",
+)
+def cli(
+    input_path: Path,
+    output: Path,
+    artifacts: Path,
+    user_col: str,
+    movie_col: str,
+    top_k: int | None,
+    top_k_output: Path | None,
+    on_unknown: str,
+    all_movies: bool,
+    exclude: Path | None,
+    batch_size: int,
+    threads: int,
+    graph_opt: str,
+    quiet: bool,
+) -> None:
+    """Score (user, movie) pairs of INPUT with an exported movierec model, no PyTorch.
+
+    Pairs mode (default): OUTPUT has every kept INPUT row, in input order, with its
+    extra columns unchanged, plus predicted_rating (float32, within the rating scale)
+    and cold_start (true where the fallback was used). If INPUT has a 'rating' column,
+    the manifest reports RMSE and MAE.
+
+    Catalog mode (--all-movies): USERS OUTPUT, writes each user's top-k movies.
+    """
+    setup_logging(quiet)
+    config = ScoreConfig(
+        input=input_path,
+        output=output,
+        artifacts=artifacts,
+        user_col=user_col,
+        movie_col=movie_col,
+        top_k=top_k,
+        top_k_output=top_k_output,
+        on_unknown=on_unknown,
+        batch_size=batch_size,
+        threads=threads,
+        graph_opt=graph_opt,
+        quiet=quiet,
+        all_movies=all_movies,
+        exclude=exclude,
+    )
+    (score_catalog if all_movies else score_file)(config)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # SystemExit unwinds through the writers' cleanup, so temp files are removed.
+    raise SystemExit(128 + signum)
+
+
+def main() -> None:
+    """Entry point of the ``rec-score`` script."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    sys.exit(run_command(cli))

@@ -1,0 +1,69 @@
+"""Fixtures of the serve_batch tests: a tiny fake model and a CLI runner (torch-free)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fake_model import FakeArtifacts, build_fake_artifacts
+
+from serve_batch import Artifacts, load_artifacts
+from serve_batch.cli import cli
+from serve_batch.cli_support import run_command
+
+
+@pytest.fixture(scope="session")
+def fake(tmp_path_factory: pytest.TempPathFactory) -> FakeArtifacts:
+    return build_fake_artifacts(tmp_path_factory.mktemp("artifacts"))
+
+
+@pytest.fixture(scope="session")
+def fake_ranked(tmp_path_factory: pytest.TempPathFactory) -> FakeArtifacts:
+    """Like ``fake`` plus a ``rank_score`` output (a ranking head), as rec-export writes."""
+    return build_fake_artifacts(tmp_path_factory.mktemp("ranked"), seed=5, rank_head=True)
+
+
+@pytest.fixture(params=["plain", "ranked"])
+def any_fake(request: pytest.FixtureRequest) -> FakeArtifacts:
+    """Each kind of model: ranked by the rating, and by a ``rank_score`` output."""
+    return request.getfixturevalue("fake" if request.param == "plain" else "fake_ranked")
+
+
+@pytest.fixture(scope="session")
+def arts(fake: FakeArtifacts) -> Artifacts:
+    return load_artifacts(fake.model_path, fake.mapping_path, threads=1)
+
+
+@pytest.fixture
+def make_pairs(fake: FakeArtifacts):
+    """Random pairs over known IDs, plus unknown ones where asked."""
+
+    def make(
+        n: int, *, seed: int = 0, unknown: bool = False, source: FakeArtifacts | None = None
+    ) -> dict[str, np.ndarray]:
+        src = source or fake
+        rng = np.random.default_rng(seed)
+        users = src.user_ids if not unknown else np.r_[src.user_ids, [1, 2, 99999]]
+        movies = src.movie_ids if not unknown else np.r_[src.movie_ids, [3, 88888]]
+        return {
+            "user_id": rng.choice(users, n),
+            "movie_id": rng.choice(movies, n),
+        }
+
+    return make
+
+
+@pytest.fixture
+def run_cli(fake: FakeArtifacts, capsys: pytest.CaptureFixture):
+    """Run rec-score in-process through the real exit-code mapping: (code, stderr)."""
+
+    def run(*args: str | Path, artifacts: bool = True) -> tuple[int, str]:
+        argv = [str(a) for a in args]
+        if artifacts:
+            argv += ["--artifacts", str(fake.folder)]
+        capsys.readouterr()
+        code = run_command(cli, argv + ["--quiet"])
+        return code, capsys.readouterr().err
+
+    return run

@@ -1,0 +1,297 @@
+"""A tiny torch-free movierec-like model built with onnx.helper, plus its numpy twin.
+
+rating = clip(bias + user_bias[u] + movie_bias[m] + dot(P[u], Q[m]), min, max)
+rank_score = dot(R[u], S[m]) + c[m] + mix * rating     (only with ``rank_head=True``)
+
+Raw IDs are non-contiguous (10, 20, 35, ...) and embedding rows are shuffled, so a
+scorer that confuses raw IDs, sorted positions and rows gets wrong numbers. Some
+movies are exact twins (same parameters) so ties happen for real.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from onnx import TensorProto, helper, numpy_helper
+
+from serve_batch import contract
+
+OPSET = 17
+RATING_MIN, RATING_MAX = 1.0, 5.0
+
+
+@dataclass
+class FakeArtifacts:
+    folder: Path
+    user_ids: np.ndarray  # raw IDs, sorted
+    movie_ids: np.ndarray
+    user_rows: np.ndarray  # embedding row of user_ids[i]
+    movie_rows: np.ndarray
+    P: np.ndarray
+    Q: np.ndarray
+    bu: np.ndarray
+    bm: np.ndarray
+    bias: float
+    user_mean: dict[int, float]
+    movie_mean: dict[int, float]
+    global_mean: float
+    metadata: dict[str, str] = field(default_factory=dict)
+    rank_head: tuple[np.ndarray, np.ndarray, np.ndarray, float] | None = None  # R, S, c, mix
+
+    @property
+    def model_path(self) -> Path:
+        return self.folder / contract.MODEL_FILE
+
+    @property
+    def mapping_path(self) -> Path:
+        return self.folder / contract.MAPPING_FILE
+
+    def expected(self, users, movies) -> tuple[np.ndarray, np.ndarray]:
+        """Reference scores (float32) and cold_start flags with the documented fallback."""
+        users = np.asarray(users, dtype=np.int64)
+        movies = np.asarray(movies, dtype=np.int64)
+        umap = dict(zip(self.user_ids.tolist(), self.user_rows.tolist(), strict=True))
+        mmap = dict(zip(self.movie_ids.tolist(), self.movie_rows.tolist(), strict=True))
+        out = np.empty(users.size, dtype=np.float32)
+        cold = np.zeros(users.size, dtype=bool)
+        for i, (u, m) in enumerate(zip(users.tolist(), movies.tolist(), strict=True)):
+            if u in umap and m in mmap:
+                r, c = umap[u], mmap[m]
+                val = (
+                    np.float32(self.bias)
+                    + self.bu[r]
+                    + self.bm[c]
+                    + np.sum(self.P[r] * self.Q[c], dtype=np.float32)
+                )
+            elif m in mmap:
+                val, cold[i] = self.movie_mean[m], True
+            elif u in umap:
+                val, cold[i] = self.user_mean[u], True
+            else:
+                val, cold[i] = self.global_mean, True
+            out[i] = np.clip(np.float32(val), RATING_MIN, RATING_MAX)
+        return out, cold
+
+    def expected_rank(self, users, movies) -> np.ndarray:
+        """Reference rank scores: the rank head for known pairs, else the rating."""
+        ratings, cold = self.expected(users, movies)
+        if self.rank_head is None:
+            return ratings
+        R, S, c, mix = self.rank_head
+        umap = dict(zip(self.user_ids.tolist(), self.user_rows.tolist(), strict=True))
+        mmap = dict(zip(self.movie_ids.tolist(), self.movie_rows.tolist(), strict=True))
+        out = ratings.copy()
+        for i, (u, m) in enumerate(
+            zip(np.asarray(users).tolist(), np.asarray(movies).tolist(), strict=True)
+        ):
+            if not cold[i]:
+                r, k = umap[u], mmap[m]
+                out[i] = (np.sum(R[r] * S[k], dtype=np.float32) + c[k]) + np.float32(mix) * ratings[
+                    i
+                ]
+        return out
+
+
+def build_fake_artifacts(
+    folder: Path,
+    *,
+    n_users: int = 12,
+    n_movies: int = 15,
+    dim: int = 4,
+    seed: int = 0,
+    format_version: int = contract.FORMAT_VERSION,
+    mapping_format_version: int | None = None,
+    with_sha: bool = True,
+    rank_head: bool = False,
+) -> FakeArtifacts:
+    """Write model.onnx + id_mapping.json into ``folder`` and return the reference."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    user_ids = np.cumsum(rng.integers(5, 20, n_users)).astype(np.int64) + 5  # 10, 20, 35 ...
+    movie_ids = np.cumsum(rng.integers(3, 30, n_movies)).astype(np.int64) + 7
+    user_rows = rng.permutation(n_users).astype(np.int64)
+    movie_rows = rng.permutation(n_movies).astype(np.int64)
+    P = rng.normal(0, 0.8, (n_users, dim)).astype(np.float32)
+    Q = rng.normal(0, 0.8, (n_movies, dim)).astype(np.float32)
+    bu = rng.normal(0, 0.5, n_users).astype(np.float32)
+    bm = rng.normal(0, 0.5, n_movies).astype(np.float32)
+    # twins: the movies in rows 1 and 2 equal row 0, so scores tie exactly
+    for twin in (1, 2):
+        if twin < n_movies:
+            Q[twin], bm[twin] = Q[0], bm[0]
+    bias = 3.4
+    head = None
+    if rank_head:
+        R = rng.normal(0, 1.0, (n_users, 3)).astype(np.float32)
+        S = rng.normal(0, 1.0, (n_movies, 3)).astype(np.float32)
+        c = rng.normal(0, 0.5, n_movies).astype(np.float32)
+        for twin in (1, 2):
+            if twin < n_movies:
+                S[twin], c[twin] = S[0], c[0]
+        head = (R, S, c, 0.3)
+
+    user_mean = {int(u): round(float(rng.uniform(1.5, 4.8)), 3) for u in user_ids}
+    movie_mean = {int(m): round(float(rng.uniform(0.5, 5.5)), 3) for m in movie_ids}
+    global_mean = 3.53
+    mapping = {
+        contract.MAPPING_FORMAT_VERSION: (
+            format_version if mapping_format_version is None else mapping_format_version
+        ),
+        contract.MAPPING_RATING_SCALE: {"min": RATING_MIN, "max": RATING_MAX},
+        contract.MAPPING_USER_INDEX: {
+            str(u): int(r) for u, r in zip(user_ids.tolist(), user_rows.tolist(), strict=True)
+        },
+        contract.MAPPING_MOVIE_INDEX: {
+            str(m): int(r) for m, r in zip(movie_ids.tolist(), movie_rows.tolist(), strict=True)
+        },
+        contract.MAPPING_FALLBACK: {
+            contract.FALLBACK_GLOBAL_MEAN: global_mean,
+            contract.FALLBACK_USER_MEAN: {str(k): v for k, v in user_mean.items()},
+            contract.FALLBACK_MOVIE_MEAN: {str(k): v for k, v in movie_mean.items()},
+            contract.FALLBACK_DAMPING: 5.0,
+        },
+        contract.MAPPING_TITLES: {str(m): f"Movie {m} (1999)" for m in movie_ids.tolist()},
+    }
+    mapping_bytes = json.dumps(mapping, indent=1).encode()
+    (folder / contract.MAPPING_FILE).write_bytes(mapping_bytes)
+
+    metadata = {
+        contract.META_FORMAT_VERSION: str(format_version),
+        contract.META_PACKAGE_VERSION: "0.1.0",
+        contract.META_ARCH: json.dumps({"name": "fake-mf", "dim": dim}),
+        contract.META_RATING_MIN: str(RATING_MIN),
+        contract.META_RATING_MAX: str(RATING_MAX),
+        contract.META_OPSET: str(OPSET),
+        contract.META_CREATED_AT: "2024-01-01T00:00:00+00:00",
+        contract.META_GRAPH: "plain",
+    }
+    if with_sha:
+        metadata[contract.META_MAPPING_SHA256] = hashlib.sha256(mapping_bytes).hexdigest()
+    model = build_mf_model(P, Q, bu, bm, bias, metadata, head)
+    onnx.save(model, str(folder / contract.MODEL_FILE))
+    return FakeArtifacts(
+        folder=folder,
+        user_ids=user_ids,
+        movie_ids=movie_ids,
+        user_rows=user_rows,
+        movie_rows=movie_rows,
+        P=P,
+        Q=Q,
+        bu=bu,
+        bm=bm,
+        bias=bias,
+        user_mean=user_mean,
+        movie_mean=movie_mean,
+        global_mean=global_mean,
+        metadata=metadata,
+        rank_head=head,
+    )
+
+
+def build_mf_model(
+    P, Q, bu, bm, bias: float, metadata: dict[str, str], head=None
+) -> onnx.ModelProto:
+    """Matrix factorisation with biases as an ONNX graph (Gather/Mul/ReduceSum/Add/Clip),
+    with a second output ``rank_score`` when ``head`` = (R, S, c, mix) is given."""
+    inits = [
+        numpy_helper.from_array(P, "P"),
+        numpy_helper.from_array(Q, "Q"),
+        numpy_helper.from_array(bu, "bu"),
+        numpy_helper.from_array(bm, "bm"),
+        numpy_helper.from_array(np.array(bias, dtype=np.float32), "bias"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
+        numpy_helper.from_array(np.array(RATING_MIN, dtype=np.float32), "rmin"),
+        numpy_helper.from_array(np.array(RATING_MAX, dtype=np.float32), "rmax"),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["P", contract.INPUT_USER], ["pu"], axis=0),
+        helper.make_node("Gather", ["Q", contract.INPUT_MOVIE], ["qm"], axis=0),
+        helper.make_node("Mul", ["pu", "qm"], ["prod"]),
+        helper.make_node("ReduceSum", ["prod", "axis1"], ["dot"], keepdims=0),
+        helper.make_node("Gather", ["bu", contract.INPUT_USER], ["ub"], axis=0),
+        helper.make_node("Gather", ["bm", contract.INPUT_MOVIE], ["mb"], axis=0),
+        helper.make_node("Add", ["bias", "ub"], ["s1"]),
+        helper.make_node("Add", ["s1", "mb"], ["s2"]),
+        helper.make_node("Add", ["s2", "dot"], ["raw"]),
+        helper.make_node("Clip", ["raw", "rmin", "rmax"], [contract.OUTPUT_RATING]),
+    ]
+    batch = [contract.BATCH_AXIS]
+    outputs = [helper.make_tensor_value_info(contract.OUTPUT_RATING, TensorProto.FLOAT, batch)]
+    if head is not None:
+        R, S, c, mix = head
+        inits += [
+            numpy_helper.from_array(R, "R"),
+            numpy_helper.from_array(S, "S"),
+            numpy_helper.from_array(c, "c"),
+            numpy_helper.from_array(np.array(mix, dtype=np.float32), "mix"),
+        ]
+        nodes += [
+            helper.make_node("Gather", ["R", contract.INPUT_USER], ["ru"], axis=0),
+            helper.make_node("Gather", ["S", contract.INPUT_MOVIE], ["sm"], axis=0),
+            helper.make_node("Mul", ["ru", "sm"], ["rprod"]),
+            helper.make_node("ReduceSum", ["rprod", "axis1"], ["rdot"], keepdims=0),
+            helper.make_node("Gather", ["c", contract.INPUT_MOVIE], ["cm"], axis=0),
+            helper.make_node("Add", ["rdot", "cm"], ["r1"]),
+            helper.make_node("Mul", ["mix", contract.OUTPUT_RATING], ["mixed"]),
+            helper.make_node("Add", ["r1", "mixed"], [contract.OUTPUT_RANK]),
+        ]
+        outputs.append(
+            helper.make_tensor_value_info(contract.OUTPUT_RANK, TensorProto.FLOAT, batch)
+        )
+    graph = helper.make_graph(
+        nodes,
+        "fake_mf",
+        [
+            helper.make_tensor_value_info(contract.INPUT_USER, TensorProto.INT64, batch),
+            helper.make_tensor_value_info(contract.INPUT_MOVIE, TensorProto.INT64, batch),
+        ],
+        outputs,
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    helper.set_model_props(model, metadata)
+    onnx.checker.check_model(model)
+    return model
+
+
+def write_table(path: Path, table) -> Path:
+    """Write a table as Parquet, CSV or gzip CSV, by file ending."""
+    path = Path(path)
+    if isinstance(table, dict):
+        table = pa.table(table)
+    elif not isinstance(table, pa.Table):  # a pandas DataFrame
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    name = path.name
+    if name.endswith(".parquet"):
+        pq.write_table(table, path)
+    elif name.endswith(".csv.gz"):
+        with pa.CompressedOutputStream(str(path), "gzip") as sink:
+            pacsv.write_csv(table, sink)
+    elif name.endswith(".csv"):
+        pacsv.write_csv(table, path)
+    else:
+        raise ValueError(path)
+    return path
+
+
+def read_table(path: Path) -> pa.Table:
+    """Read back a Parquet, CSV or gzip CSV output."""
+    path = Path(path)
+    if path.name.endswith(".parquet"):
+        return pq.read_table(path)
+    return pacsv.read_csv(path)
+
+
+def list_dir(folder: Path) -> list[str]:
+    """Every name in ``folder``, hidden temp files included."""
+    return sorted(p.name for p in Path(folder).iterdir())

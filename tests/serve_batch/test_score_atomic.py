@@ -1,0 +1,83 @@
+"""A killed or failed run leaves no OUTPUT, and a previous OUTPUT stays as it was."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fake_model import list_dir, write_table
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def start_scoring(fake, tmp_path: Path, out: Path, *extra: str) -> subprocess.Popen:
+    rng = np.random.default_rng(0)
+    n = 1_000_000
+    inp = write_table(
+        tmp_path / "in.parquet",
+        {"user_id": rng.choice(fake.user_ids, n), "movie_id": rng.choice(fake.movie_ids, n)},
+    )
+    cmd = [sys.executable, "-m", "serve_batch", str(inp), str(out), "--artifacts", str(fake.folder)]
+    # small batches and one ORT thread: a long run, and a core left for this test's polling
+    cmd += ["--batch-size", "500", "--threads", "1", "--quiet", *extra]
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for_growing_temp(proc: subprocess.Popen, folder: Path, name: str) -> Path:
+    """Wait until the hidden temp of ``name`` holds some batches, i.e. the run is under way
+    (the whole output is some 10 MB, so there is plenty of run left)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        temps = [p for p in folder.iterdir() if p.name.startswith(f".{name}.tmp-")]
+        if temps and temps[0].stat().st_size > 64 * 1024:
+            return temps[0]
+        if proc.poll() is not None:
+            pytest.fail(f"run ended before it could be killed: {proc.stderr.read().decode()}")
+        time.sleep(0.01)
+    proc.kill()
+    pytest.fail("temp file never appeared")
+
+
+@pytest.mark.slow
+def test_sigkill_half_way_leaves_previous_output_untouched(fake, tmp_path: Path) -> None:
+    out = tmp_path / "out.parquet"
+    out.write_bytes(b"previous output")
+    proc = start_scoring(fake, tmp_path, out, "--top-k", "3")
+    temp = wait_for_growing_temp(proc, tmp_path, "out.parquet")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert out.read_bytes() == b"previous output"
+    assert not (tmp_path / "out.topk.parquet").exists()
+    assert not (tmp_path / "out.parquet.manifest.json").exists()
+    assert temp.name.startswith(".out.parquet.tmp-")  # hidden leftovers only
+
+
+@pytest.mark.slow
+def test_sigkill_without_previous_output_leaves_none(fake, tmp_path: Path) -> None:
+    out = tmp_path / "out.csv.gz"
+    proc = start_scoring(fake, tmp_path, out)
+    wait_for_growing_temp(proc, tmp_path, "out.csv.gz")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    visible = [n for n in list_dir(tmp_path) if not n.startswith(".")]
+    assert visible == ["in.parquet"]
+
+
+@pytest.mark.slow
+def test_sigterm_cleans_up_its_temp_files(fake, tmp_path: Path) -> None:
+    out = tmp_path / "out.parquet"
+    out.write_bytes(b"previous output")
+    proc = start_scoring(fake, tmp_path, out, "--top-k", "2")
+    wait_for_growing_temp(proc, tmp_path, "out.parquet")
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert out.read_bytes() == b"previous output"
+    assert list_dir(tmp_path) == ["in.parquet", "out.parquet"]

@@ -1,0 +1,69 @@
+"""Raw ID -> row lookup: dense table and binary search agree with a plain dict."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from serve_batch._idmap import build_idmap
+
+INT64 = st.integers(-(2**63), 2**63 - 1)
+
+
+def reference(index: dict[int, int], raw: list[int]) -> tuple[list[int], list[bool]]:
+    return [index.get(r, -1) for r in raw], [r in index for r in raw]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(-50, 5000), min_size=1, max_size=60, unique=True),
+    st.lists(st.one_of(st.integers(-60, 5010), INT64), max_size=80),
+    st.randoms(use_true_random=False),
+)
+def test_lookup_matches_a_dict(ids: list[int], raw: list[int], rnd) -> None:
+    rows = list(range(len(ids)))
+    rnd.shuffle(rows)
+    index = dict(zip(ids, rows, strict=True))
+    idmap = build_idmap({str(k): v for k, v in index.items()}, {}, 3.0)
+    assert idmap.dense is not None  # compact range: the fast path is what runs
+    want_rows, want_known = reference(index, raw)
+    arr = np.array(raw, dtype=np.int64)
+    for got_rows, known, pos in (idmap.lookup(arr), idmap.lookup_sorted(arr)):
+        assert known.tolist() == want_known
+        assert [r if k else -1 for r, k in zip(got_rows.tolist(), known, strict=True)] == want_rows
+        assert (idmap.ids[pos][known] == arr[known]).all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(INT64, min_size=1, max_size=40, unique=True), st.lists(INT64, max_size=40))
+def test_sparse_ids_use_binary_search(ids: list[int], raw: list[int]) -> None:
+    index = {v: i for i, v in enumerate(ids)}
+    idmap = build_idmap({str(k): v for k, v in index.items()}, {}, 3.0)
+    probe = np.array(raw + ids, dtype=np.int64)
+    rows, known, _ = idmap.lookup(probe)
+    want_rows, want_known = reference(index, probe.tolist())
+    assert known.tolist() == want_known
+    assert rows[known].tolist() == [r for r in want_rows if r >= 0]
+
+
+def test_fallback_means_follow_ids_and_default() -> None:
+    idmap = build_idmap({"30": 0, "10": 1, "20": 2}, {"10": 4.5, "30": 2.0, "99": 1.0}, 3.25)
+    assert idmap.ids.tolist() == [10, 20, 30]
+    assert idmap.rows.tolist() == [1, 2, 0]
+    assert idmap.means.tolist() == [4.5, 3.25, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("index", "message"),
+    [
+        ({"1": 0, "01": 1}, "appears twice"),
+        ({"1": 0, "2": 0}, "share one embedding row"),
+        ({"1": -1}, "negative embedding row"),
+        ({"x": 0}, "invalid literal"),
+    ],
+)
+def test_bad_index_is_refused(index: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_idmap(index, {}, 3.0)
