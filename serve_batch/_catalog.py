@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from tqdm import tqdm
 
 from serve_batch._artifacts import Artifacts, format_first_ids, load_artifacts
@@ -222,11 +223,12 @@ def score_blocks(
     k: int,
     writer: TableWriter,
 ) -> None:
-    """Score ``users x all movies`` a block of users at a time and write each top-k."""
-    movie_ids = arts.movies.ids
-    n_movies = movie_ids.size
+    """Score ``users x all movies`` a block of users at a time and write each top-k.
+
+    ``excluded`` holds sorted keys ``user_position * n_movies + movie_row`` over ``users``.
+    """
+    n_movies = arts.movies.ids.size
     per_block = max(1, config.batch_size // n_movies)
-    tiled = np.tile(movie_ids, min(per_block, max(users.size, 1)))
     with tqdm(
         total=int(users.size),
         unit="users",
@@ -237,33 +239,52 @@ def score_blocks(
         for a in range(0, users.size, per_block):
             block = users[a : a + per_block]
             b = a + block.size
-            pred = arts.predict_ids(
-                np.repeat(block, n_movies),
-                tiled[: block.size * n_movies],
-                on_unknown="fallback",
-                batch_size=config.batch_size,
-            )
-            scores = pred.rank_scores.reshape(block.size, n_movies)
+            local = None
             if excluded is not None and excluded.size:
-                if pred.rank_scores is pred.ratings:
-                    scores = scores.copy()  # the -inf marks must not reach the ratings
                 lo, hi = np.searchsorted(excluded, [a * n_movies, b * n_movies])
-                scores.reshape(-1)[excluded[lo:hi] - a * n_movies] = -np.inf
-            cols, valid = select_block_top_k(scores, k)
-            ratings = pred.ratings.reshape(block.size, n_movies)
-            kk = cols.shape[1]
-            rows = np.repeat(np.arange(block.size), kk).reshape(block.size, kk)
-            cold = pred.cold_start.reshape(block.size, n_movies)
-            writer.write(
-                build_topk_table(
-                    block[rows[valid]],
-                    np.broadcast_to(np.arange(1, kk + 1), cols.shape)[valid],
-                    movie_ids[cols[valid]],
-                    ratings[rows[valid], cols[valid]],
-                    cold[rows[valid], cols[valid]],
-                )
-            )
+                local = excluded[lo:hi] - a * n_movies
+            writer.write(score_user_block(arts, block, local, k, config.batch_size))
             bar.update(block.size)
+
+
+def score_user_block(
+    arts: Artifacts,
+    block: np.ndarray,
+    excluded: np.ndarray | None,
+    k: int,
+    batch_size: int,
+) -> pa.Table:
+    """The top-k table of the raw user IDs in ``block`` against every movie in the mapping.
+
+    The unit of work of catalog mode (the local loop and the Ray actors both call it).
+    ``excluded``: sorted keys ``row_in_block * n_movies + movie_row`` never recommended.
+    Unknown users get the fallback scores (the caller applies the unknown-ID policy).
+    """
+    movie_ids = arts.movies.ids
+    n_movies = movie_ids.size
+    pred = arts.predict_ids(
+        np.repeat(block, n_movies),
+        np.tile(movie_ids, block.size),
+        on_unknown="fallback",
+        batch_size=batch_size,
+    )
+    scores = pred.rank_scores.reshape(block.size, n_movies)
+    if excluded is not None and excluded.size:
+        if pred.rank_scores is pred.ratings:
+            scores = scores.copy()  # the -inf marks must not reach the ratings
+        scores.reshape(-1)[excluded] = -np.inf
+    cols, valid = select_block_top_k(scores, k)
+    ratings = pred.ratings.reshape(block.size, n_movies)
+    kk = cols.shape[1]
+    rows = np.repeat(np.arange(block.size), kk).reshape(block.size, kk)
+    cold = pred.cold_start.reshape(block.size, n_movies)
+    return build_topk_table(
+        block[rows[valid]],
+        np.broadcast_to(np.arange(1, kk + 1), cols.shape)[valid],
+        movie_ids[cols[valid]],
+        ratings[rows[valid], cols[valid]],
+        cold[rows[valid], cols[valid]],
+    )
 
 
 def _first_in_order(ids: np.ndarray, show: int = 5) -> np.ndarray:
