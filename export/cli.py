@@ -16,8 +16,8 @@ log = logging.getLogger(__name__)
 
 _EPILOG = f"""\b
 Writes {contract.MODEL_FILE} (inputs {contract.INPUT_USER} and {contract.INPUT_MOVIE}: int64
-[batch]; output {contract.OUTPUT_RATING}: float32 [batch]) and {contract.MAPPING_FILE}
-(raw IDs -> embedding rows, rating scale, fallback means, titles), plus
+[batch]; outputs {contract.OUTPUT_RATING} and {contract.OUTPUT_RANK}: float32 [batch])
+and {contract.MAPPING_FILE} (raw IDs -> embedding rows, rating scale, fallback means, titles), plus
 export_report.json with the parity figures.
 \b
 Parity: the whole test split and {PARITY_RANDOM_PAIRS:,} random known pairs are scored by

@@ -45,9 +45,13 @@ class ParityReport:
 
 
 @torch.no_grad()
-def torch_predict(ckpt: Checkpoint, user_idx: np.ndarray, movie_idx: np.ndarray) -> np.ndarray:
+def torch_predict(
+    ckpt: Checkpoint, user_idx: np.ndarray, movie_idx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch's ``(rating, rank_score)`` for dense index pairs: the reference side."""
     model = ckpt.model.eval()
-    return model.predict(torch.from_numpy(user_idx), torch.from_numpy(movie_idx)).numpy()
+    rating, rank = model.predict_with_rank(torch.from_numpy(user_idx), torch.from_numpy(movie_idx))
+    return rating.numpy(), rank.numpy()
 
 
 def parity_pairs(ckpt: Checkpoint, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -73,13 +77,17 @@ def check_parity(
     report = ParityReport(atol=atol, train_test_rmse=ckpt.metrics["test"]["rmse"])
 
     def compare(name: str, u: np.ndarray, m: np.ndarray, batch_size: int) -> np.ndarray:
-        expected = torch_predict(ckpt, u, m)
-        got = arts.predict_ids(
+        rating, rank = torch_predict(ckpt, u, m)
+        pred = arts.predict_ids(
             vocab.user_ids[u], vocab.movie_ids[m], on_unknown="error", batch_size=batch_size
-        ).ratings
-        diff = float(np.max(np.abs(got.astype(np.float64) - expected))) if len(u) else 0.0
-        report.checks.append(ParityCheck(name, len(u), diff, diff <= atol))
-        return got
+        )
+        for label, got, want in (
+            ("rating", pred.ratings, rating),
+            ("rank_score", pred.rank_scores, rank),
+        ):
+            diff = float(np.max(np.abs(got.astype(np.float64) - want))) if len(u) else 0.0
+            report.checks.append(ParityCheck(f"{name} ({label})", len(u), diff, diff <= atol))
+        return pred.ratings
 
     got = compare("test split", test.user_idx, test.movie_idx, batch_size=4096)
     report.onnx_test_rmse = rating_errors(got, test.rating)["rmse"]

@@ -95,7 +95,8 @@ def test_parity_report_and_scorer_agree(exported, trained_artifacts):
     report = json.loads((out / REPORT_FILE).read_text())
     assert report["parity"]["passed"] is True
     names = [c["name"] for c in report["parity"]["checks"]]
-    assert names[0] == "test split" and "batch of 1" in names
+    assert names[:2] == ["test split (rating)", "test split (rank_score)"]
+    assert "batch of 1 (rating)" in names
     arts = load_artifacts(out / contract.MODEL_FILE, out / contract.MAPPING_FILE)
     assert arts.rating_scale == (1.0, 5.0)
 
@@ -139,7 +140,11 @@ def test_failed_parity_publishes_nothing(trained_artifacts, tmp_path, monkeypatc
     out.mkdir()
     (out / contract.MODEL_FILE).write_bytes(b"previous model")
     real = export.parity.torch_predict
-    monkeypatch.setattr(export.parity, "torch_predict", lambda *a: real(*a) + np.float32(0.01))
+    monkeypatch.setattr(
+        export.parity,
+        "torch_predict",
+        lambda *a: tuple(x + np.float32(0.01) for x in real(*a)),
+    )
     with pytest.raises(ParityError, match="differs from PyTorch by up to 0.01"):
         run_export(ExportConfig(artifacts=trained_artifacts, output=out))
     assert (out / contract.MODEL_FILE).read_bytes() == b"previous model"
