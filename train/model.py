@@ -181,18 +181,13 @@ class RecommenderNet(nn.Module):
             getattr(self, f"{side}_csr_indices").copy_(cols[order])
 
     def _csr(self, side: str) -> torch.Tensor:
-        """The normalised ``[rows, cols]`` incidence matrix of ``side`` (built once)."""
-        cache = self.__dict__.setdefault("_csr_cache", {})
+        """The normalised ``[rows, cols]`` incidence matrix of ``side`` (cheap to build)."""
         indptr = getattr(self, f"{side}_csr_indptr")
-        key = (side, indptr.data_ptr(), int(indptr[-1]))
-        if key not in cache:
-            indices = getattr(self, f"{side}_csr_indices")
-            counts = (indptr[1:] - indptr[:-1]).clamp(min=1).float()
-            values = counts.rsqrt().repeat_interleave(indptr[1:] - indptr[:-1])
-            n_cols = self.config.n_movies if side == "user" else self.config.n_users
-            cache.clear() if len(cache) > 4 else None
-            cache[key] = torch.sparse_csr_tensor(indptr, indices, values, (len(indptr) - 1, n_cols))
-        return cache[key]
+        indices = getattr(self, f"{side}_csr_indices")
+        lens = indptr[1:] - indptr[:-1]
+        values = lens.clamp(min=1).float().rsqrt().repeat_interleave(lens)
+        n_cols = self.config.n_movies if side == "user" else self.config.n_users
+        return torch.sparse_csr_tensor(indptr, indices, values, (len(indptr) - 1, n_cols))
 
     @contextlib.contextmanager
     def shared_implicit(self) -> Iterator[None]:
