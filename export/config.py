@@ -46,6 +46,10 @@ class ExportConfig:
     def mapping_path(self) -> Path:
         return self.output_dir / contract.MAPPING_FILE
 
+    @property
+    def catalog_path(self) -> Path:
+        return self.output_dir / contract.CATALOG_FILE
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["artifacts"] = str(self.artifacts)

@@ -1,15 +1,25 @@
-"""The folded graph: the same function as ``RecommenderNet``, cheaper to run.
+"""The exported graphs: the same function as ``RecommenderNet``, laid out to run fast.
 
-The first Linear layer of the MLP acts on ``concat(user_emb, movie_emb)``, so it splits
-into a user half and a movie half: ``W @ [p; q] + b = (W_u p) + (W_m q + b)``. Both halves
-are folded into the tables at export time (side information included), and the
-dot-product branch and the biases become extra columns, so each pair costs two gathers,
-one add and the rest of the MLP instead of a ``2d x h1`` matrix product per pair:
+Every graph reads per-row tables (side-information and implicit terms summed in, since
+they depend on the row alone), one table per part, gathered with ``Gather`` straight into
+the array each part needs, so the runtime never slices or copies a gathered row again:
 
-    user table  [n_users,  h1 + f + 2 + R    ] = [W_u p_u     | P_u | b_u + g | 1   | R_u]
-    movie table [n_movies, h1 + f + 2 + R + 1] = [W_m q_i + b | Q_i | 1       | b_i | S_i | c_i]
-    rating = squash(MLP_rest(relu(U[:h1] + M[:h1])) + sum(U[h1:h1+f+2] * M[h1:h1+f+2]))
-    rank_score = sum(U[rank] * M[rank]) + c_i + mix * rating
+    mlp   user [n_users, w]   movie [n_movies, w]      (plain: the embeddings, w = d;
+                                                         folded: the first layer, w = h1)
+    dot   user [n_users, f+2] movie [n_movies, f+2]    = [P_u | b_u + g | 1] . [Q_i | 1 | b_i]
+    rank  user [n_users, R+1] movie [n_movies, R+1]    = [R_u | 1] . [S_i | c_i]
+
+    rating     = squash(MLP(mlp_u, mlp_i) + sum(dot_u * dot_i))
+    rank_score = sum(rank_u * rank_i) + mix * rating
+
+The folded graph (the default) folds the MLP's first Linear layer into the tables: it acts
+on ``concat(p, q)``, so ``W [p; q] + b = (W_u p) + (W_m q + b)`` and each pair costs one add
+instead of a ``2d x h1`` matrix product. A model without hidden layers folds completely
+(its single Linear becomes one more pair of dot columns).
+
+:class:`CatalogNet` is the folded graph turned around for catalog mode: a block of users
+against every movie, the dot products as one ``[B, f] x [f, N]`` MatMul, the folded first
+layer as a broadcast add ``[B, 1, h1] + [1, N, h1]``, then an exclusion mask and ``TopK``.
 """
 
 from __future__ import annotations
@@ -17,86 +27,38 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from train.model import RecommenderNet
 
 
-class ScoringModule(nn.Module):
-    """The plain graph: ``RecommenderNet.predict_with_rank`` as trained, with each row's
-    side-information and implicit terms summed into the tables (they depend on the
-    row alone)."""
+class _Tables:
+    """Every row of both sides, split into the parts the graphs gather separately."""
 
     def __init__(self, model: RecommenderNet) -> None:
-        super().__init__()
-        self.model = copy.deepcopy(model)
+        c, uc, mc = model.config, model.ucols, model.mcols
         with torch.no_grad():
             users, movies = model.effective_tables()
-        self.user_rows = nn.Parameter(users.contiguous(), requires_grad=False)
-        self.movie_rows = nn.Parameter(movies.contiguous(), requires_grad=False)
-
-    def forward(self, user_idx: torch.Tensor, movie_idx: torch.Tensor):
-        c, model = self.model.config, self.model
-        u, m = self.user_rows[user_idx], self.movie_rows[movie_idx]
-        rating = model.rating_from_logits(model.logits_from_rows(u, m))
-        rating = rating.clamp(c.rating_min, c.rating_max)
-        if not c.rank_factors:
-            return rating, rating
-        return rating, model.rank_logits_from_rows(u, m) + model.rank_mix * rating
-
-
-class FoldedNet(nn.Module):
-    """``RecommenderNet.predict_with_rank`` with the first Linear folded into the tables."""
-
-    def __init__(self, model: RecommenderNet) -> None:
-        super().__init__()
-        c = model.config
-        self.config = c
-        uc, mc = model.ucols, model.mcols
-        with torch.no_grad():
-            users, movies = model.effective_tables()
-            first = model.mlp[0]
-            d = c.embedding_dim
-            user_parts = [users[:, uc["embedding"]] @ first.weight[:, :d].T]
-            movie_parts = [movies[:, mc["embedding"]] @ first.weight[:, d:].T + first.bias]
-            self.width = user_parts[0].shape[1]
-            self.linear_head = not c.hidden  # a single Linear: it folds completely
+            n_u, n_m = c.n_users, c.n_movies
+            self.user_emb = users[:, uc["embedding"]]
+            self.movie_emb = movies[:, mc["embedding"]]
+            user_dot, movie_dot = [], []
             if c.factors:
-                user_parts.append(users[:, uc["factors"]])
-                movie_parts.append(movies[:, mc["factors"]])
+                user_dot.append(users[:, uc["factors"]])
+                movie_dot.append(movies[:, mc["factors"]])
             if c.use_bias:
-                user_parts += [users[:, uc["bias"]] + model.global_bias, torch.ones(c.n_users, 1)]
-                movie_parts += [torch.ones(c.n_movies, 1), movies[:, mc["bias"]]]
-            self.dot_end = sum(p.shape[1] for p in user_parts)
+                user_dot += [users[:, uc["bias"]] + model.global_bias, torch.ones(n_u, 1)]
+                movie_dot += [torch.ones(n_m, 1), movies[:, mc["bias"]]]
+            self.user_dot, self.movie_dot = user_dot, movie_dot
+            self.user_rank = self.movie_rank = None
             if c.rank_factors:
-                user_parts.append(users[:, uc["rank"]])
-                movie_parts += [movies[:, mc["rank"]], movies[:, mc["rank_bias"]]]
-            self.user_table = nn.Parameter(
-                torch.cat(user_parts, 1).contiguous(), requires_grad=False
-            )
-            self.movie_table = nn.Parameter(
-                torch.cat(movie_parts, 1).contiguous(), requires_grad=False
-            )
-            self.register_buffer("rank_mix", model.rank_mix.detach().clone())
-        rest = [] if self.linear_head else list(model.mlp)[1:]
-        self.rest = nn.Sequential(*[_frozen_copy(m) for m in rest])
+                self.user_rank = torch.cat([users[:, uc["rank"]], torch.ones(n_u, 1)], 1)
+                self.movie_rank = torch.cat([movies[:, mc["rank"]], movies[:, mc["rank_bias"]]], 1)
 
-    def forward(self, user_idx: torch.Tensor, movie_idx: torch.Tensor):
-        c = self.config
-        u = self.user_table[user_idx]
-        m = self.movie_table[movie_idx]
-        h, e = self.width, self.dot_end
-        first = u[:, :h] + m[:, :h]
-        z = first.squeeze(-1) if self.linear_head else self.rest(first).squeeze(-1)
-        if e > h:
-            z = z + (u[:, h:e] * m[:, h:e]).sum(-1)
-        if c.bounded:
-            z = c.rating_min + (c.rating_max - c.rating_min) * torch.sigmoid(z)
-        rating = z.clamp(c.rating_min, c.rating_max)
-        if not c.rank_factors:
-            return rating, rating
-        rank = (u[:, e:] * m[:, e:-1]).sum(-1) + m[:, -1] + self.rank_mix * rating
-        return rating, rank
+
+def _frozen(t: torch.Tensor) -> nn.Parameter:
+    return nn.Parameter(t.detach().clone().contiguous(), requires_grad=False)
 
 
 def _frozen_copy(module: nn.Module) -> nn.Module:
@@ -104,6 +66,167 @@ def _frozen_copy(module: nn.Module) -> nn.Module:
     for p in module.parameters():
         p.requires_grad_(False)
     return module
+
+
+class _PairsGraph(nn.Module):
+    """Shared forward of the pairs graphs: ``(user_idx, movie_idx) -> (rating, rank_score)``."""
+
+    def _install(
+        self,
+        model: RecommenderNet,
+        mlp_tables: tuple[torch.Tensor, torch.Tensor] | None,
+        rest: list[nn.Module],
+        dot_parts: tuple[list[torch.Tensor], list[torch.Tensor]],
+        tables: _Tables,
+    ) -> None:
+        c = model.config
+        self.config = c
+        self.has_mlp = mlp_tables is not None
+        if mlp_tables is not None:
+            self.user_mlp = _frozen(mlp_tables[0])
+            self.movie_mlp = _frozen(mlp_tables[1])
+        self.rest = nn.Sequential(*[_frozen_copy(m) for m in rest])
+        user_dot, movie_dot = dot_parts
+        self.has_dot = bool(user_dot)
+        if user_dot:
+            self.user_dot = _frozen(torch.cat(user_dot, 1))
+            self.movie_dot = _frozen(torch.cat(movie_dot, 1))
+        self.has_rank = tables.user_rank is not None
+        if self.has_rank:
+            self.user_rank = _frozen(tables.user_rank)
+            self.movie_rank = _frozen(tables.movie_rank)
+        self.register_buffer("rank_mix", model.rank_mix.detach().clone())
+
+    def logits(self, user_idx: torch.Tensor, movie_idx: torch.Tensor) -> torch.Tensor:
+        z = None
+        if self.has_mlp:
+            z = self.mlp_logits(F.embedding(user_idx, self.user_mlp), movie_idx)
+        if self.has_dot:
+            user_dot = F.embedding(user_idx, self.user_dot)
+            dot = (user_dot * F.embedding(movie_idx, self.movie_dot)).sum(-1)
+            z = dot if z is None else z + dot
+        return z
+
+    def mlp_logits(self, user_part: torch.Tensor, movie_idx: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, user_idx: torch.Tensor, movie_idx: torch.Tensor):
+        c = self.config
+        z = self.logits(user_idx, movie_idx)
+        if c.bounded:
+            z = c.rating_min + (c.rating_max - c.rating_min) * torch.sigmoid(z)
+        rating = z.clamp(c.rating_min, c.rating_max)
+        if not self.has_rank:
+            return rating, rating
+        user_rank = F.embedding(user_idx, self.user_rank)
+        rank = (user_rank * F.embedding(movie_idx, self.movie_rank)).sum(-1)
+        return rating, rank + self.rank_mix * rating
+
+
+class ScoringModule(_PairsGraph):
+    """The plain graph: the network as trained (the first Linear acts on the concatenated
+    embeddings), with each row's side-information and implicit terms in the tables."""
+
+    def __init__(self, model: RecommenderNet) -> None:
+        super().__init__()
+        t = _Tables(model)
+        self._install(
+            model, (t.user_emb, t.movie_emb), list(model.mlp), (t.user_dot, t.movie_dot), t
+        )
+
+    def mlp_logits(self, user_part: torch.Tensor, movie_idx: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([user_part, F.embedding(movie_idx, self.movie_mlp)], -1)
+        return self.rest(x).squeeze(-1)
+
+
+class FoldedNet(_PairsGraph):
+    """``RecommenderNet.predict_with_rank`` with the first Linear folded into the tables."""
+
+    def __init__(self, model: RecommenderNet) -> None:
+        super().__init__()
+        c = model.config
+        t = _Tables(model)
+        first = model.mlp[0]
+        d = c.embedding_dim
+        with torch.no_grad():
+            user_first = t.user_emb @ first.weight[:, :d].T
+            movie_first = t.movie_emb @ first.weight[:, d:].T + first.bias
+        user_dot, movie_dot = list(t.user_dot), list(t.movie_dot)
+        if c.hidden:
+            # the output layer's bias joins the dot columns (one pass less per score)
+            *middle, last = list(model.mlp)[1:]
+            out = nn.Linear(last.in_features, 1, bias=False)
+            with torch.no_grad():
+                out.weight.copy_(last.weight)
+                if c.use_bias:  # [... | 1] . [... | b_i]  ->  [... | 1] . [... | b_i + b]
+                    movie_dot[-1] = movie_dot[-1] + last.bias
+                else:
+                    user_dot.append(torch.ones(c.n_users, 1))
+                    movie_dot.append(last.bias.expand(c.n_movies, 1))
+            mlp_tables, rest = (user_first, movie_first), [*middle, out]
+        else:  # a single Linear(2d, 1): its two halves are one more pair of dot columns
+            mlp_tables, rest = None, []
+            user_dot += [user_first, torch.ones(c.n_users, 1)]
+            movie_dot += [torch.ones(c.n_movies, 1), movie_first]
+        self._install(model, mlp_tables, rest, (user_dot, movie_dot), t)
+
+    def mlp_logits(self, user_part: torch.Tensor, movie_idx: torch.Tensor) -> torch.Tensor:
+        return self.rest(user_part + F.embedding(movie_idx, self.movie_mlp)).squeeze(-1)
+
+
+class CatalogNet(nn.Module):
+    """Catalog mode in one graph: ``(user_idx [B], exclude [B, N], k) -> top k per user``.
+
+    Returns ``(top_movie_idx, top_rating, top_rank_score)``, each ``[B, k]``: the movie rows
+    with the highest rank scores (excluded pairs score ``-inf``), best first, with their
+    ratings and rank scores. ``TopK`` breaks ties by the lower movie row (ONNX's rule).
+    """
+
+    def __init__(self, model: RecommenderNet) -> None:
+        super().__init__()
+        pairs = FoldedNet(model)
+        self.config = pairs.config
+        self.n_movies = model.config.n_movies
+        self.has_mlp, self.has_dot, self.has_rank = pairs.has_mlp, pairs.has_dot, pairs.has_rank
+        if self.has_mlp:
+            self.user_mlp = pairs.user_mlp
+            self.movie_mlp = pairs.movie_mlp
+        self.rest = pairs.rest
+        if self.has_dot:
+            self.user_dot = pairs.user_dot
+            self.movie_dot_t = _frozen(pairs.movie_dot.T)
+        if self.has_rank:
+            self.user_rank = pairs.user_rank
+            self.movie_rank_t = _frozen(pairs.movie_rank.T)
+        self.register_buffer("rank_mix", pairs.rank_mix.clone())
+
+    def scores(self, user_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(rating, rank_score)`` of every user in ``user_idx`` x every movie: ``[B, N]``."""
+        c = self.config
+        z = None
+        if self.has_mlp:
+            first = F.embedding(user_idx, self.user_mlp).unsqueeze(1) + self.movie_mlp.unsqueeze(0)
+            z = self.rest(first).squeeze(-1)
+        if self.has_dot:
+            dot = F.embedding(user_idx, self.user_dot) @ self.movie_dot_t
+            z = dot if z is None else z + dot
+        if c.bounded:
+            z = c.rating_min + (c.rating_max - c.rating_min) * torch.sigmoid(z)
+        rating = z.clamp(c.rating_min, c.rating_max)
+        if not self.has_rank:
+            return rating, rating
+        return rating, F.embedding(user_idx, self.user_rank) @ self.movie_rank_t + (
+            self.rank_mix * rating
+        )
+
+    def forward(self, user_idx: torch.Tensor, exclude: torch.Tensor, k: torch.Tensor):
+        rating, rank = self.scores(user_idx)
+        rank = rank.masked_fill(exclude, float("-inf"))
+        kk = k.item()
+        torch._check(kk >= 1)
+        torch._check(kk <= self.n_movies)
+        top_scores, top_rows = torch.topk(rank, kk, dim=1, largest=True, sorted=True)
+        return top_rows, torch.gather(rating, 1, top_rows), top_scores
 
 
 def count_flops_per_pair(model: RecommenderNet, folded: bool) -> int:

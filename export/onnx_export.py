@@ -37,26 +37,73 @@ def _quiet_exporter():
 
 
 def export_onnx(module: nn.Module, path: Path, opset: int, metadata: dict[str, str]) -> None:
-    """Write ``module`` to ``path`` at ``opset`` with a dynamic batch axis and ``metadata``.
-
-    torch's exporter works at opset 18 and converts down; it can leave a different opset
-    in the file with only a warning, so the file is read back and checked.
-    """
-    module = module.eval()
+    """Write the pairs graph ``module`` to ``path`` at ``opset`` with a dynamic batch axis
+    and ``metadata``."""
     example = (
         torch.arange(EXAMPLE_BATCH, dtype=torch.int64),
         torch.arange(EXAMPLE_BATCH, dtype=torch.int64),
     )
-    batch = torch.export.Dim("batch", min=1)
+    batch = torch.export.Dim(contract.BATCH_AXIS, min=1)
+    model = _export(
+        module,
+        example,
+        opset,
+        input_names=[contract.INPUT_USER, contract.INPUT_MOVIE],
+        output_names=[contract.OUTPUT_RATING, contract.OUTPUT_RANK],
+        dynamic_shapes=({0: batch}, {0: batch}),
+    )
+    check_io(model)
+    _save(model, path, metadata)
+
+
+def export_catalog_onnx(
+    module: nn.Module, path: Path, n_movies: int, opset: int, metadata: dict[str, str]
+) -> None:
+    """Write the catalog graph (``export.folding.CatalogNet``) to ``path``: a dynamic user
+    axis, the exclusion mask and K as inputs, TopK inside."""
+    users = torch.export.Dim(contract.USERS_AXIS, min=1)
+    example = (
+        torch.arange(EXAMPLE_BATCH, dtype=torch.int64),
+        torch.zeros(EXAMPLE_BATCH, n_movies, dtype=torch.bool),
+        torch.tensor(min(3, n_movies), dtype=torch.int64),
+    )
+    model = _export(
+        module,
+        example,
+        opset,
+        input_names=[contract.INPUT_USER, contract.INPUT_EXCLUDE, contract.INPUT_K],
+        output_names=[
+            contract.OUTPUT_TOP_MOVIE,
+            contract.OUTPUT_TOP_RATING,
+            contract.OUTPUT_TOP_RANK,
+        ],
+        dynamic_shapes=({0: users}, {0: users}, None),
+    )
+    check_catalog_io(model, n_movies)
+    _save(model, path, metadata)
+
+
+def _export(
+    module: nn.Module,
+    example: tuple[torch.Tensor, ...],
+    opset: int,
+    *,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_shapes: tuple,
+) -> onnx.ModelProto:
+    """torch's exporter works at opset 18 and converts down; it can leave a different opset
+    in the file with only a warning, so the result is checked."""
+    module = module.eval()
     with torch.no_grad(), _quiet_exporter():
         program = torch.onnx.export(
             module,
             example,
             dynamo=True,
             opset_version=opset,
-            input_names=[contract.INPUT_USER, contract.INPUT_MOVIE],
-            output_names=[contract.OUTPUT_RATING, contract.OUTPUT_RANK],
-            dynamic_shapes=({0: batch}, {0: batch}),
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_shapes=dynamic_shapes,
             optimize=True,
             verbose=False,
         )
@@ -67,7 +114,10 @@ def export_onnx(module: nn.Module, path: Path, opset: int, metadata: dict[str, s
             f"the exporter wrote opset {declared} although opset {opset} was requested; "
             "nothing was written (try another --opset or another torch/onnxscript version)"
         )
-    check_io(model)
+    return model
+
+
+def _save(model: onnx.ModelProto, path: Path, metadata: dict[str, str]) -> None:
     for key, value in sorted(metadata.items()):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
@@ -110,4 +160,38 @@ def check_io(model: onnx.ModelProto) -> None:
     if problems:
         raise ArtifactError(
             "the exported graph breaks the scorer's contract: " + "; ".join(problems)
+        )
+
+
+def check_catalog_io(model: onnx.ModelProto, n_movies: int) -> None:
+    """The catalog graph's inputs and outputs: names, types and shapes of the contract."""
+    T = onnx.TensorProto
+    expected = {
+        contract.INPUT_USER: (T.INT64, 1),
+        contract.INPUT_EXCLUDE: (T.BOOL, 2),
+        contract.INPUT_K: (T.INT64, 0),
+        contract.OUTPUT_TOP_MOVIE: (T.INT64, 2),
+        contract.OUTPUT_TOP_RATING: (T.FLOAT, 2),
+        contract.OUTPUT_TOP_RANK: (T.FLOAT, 2),
+    }
+    values = {v.name: v for v in list(model.graph.input) + list(model.graph.output)}
+    problems = []
+    if set(values) != set(expected):
+        problems.append(f"inputs and outputs {sorted(values)} (expected {sorted(expected)})")
+    for name, (elem, rank) in expected.items():
+        value = values.get(name)
+        if value is None:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        if value.type.tensor_type.elem_type != elem or len(dims) != rank:
+            problems.append(f"{name} has type {value.type.tensor_type.elem_type}, rank {len(dims)}")
+        elif rank and dims[0].HasField("dim_value"):
+            problems.append(f"{name}: the user axis is fixed, expected it dynamic")
+    mask = values.get(contract.INPUT_EXCLUDE)
+    mask_dims = mask.type.tensor_type.shape.dim if mask is not None else []
+    if len(mask_dims) == 2 and mask_dims[1].dim_value != n_movies:
+        problems.append(f"{contract.INPUT_EXCLUDE} has {mask_dims[1]} columns, expected {n_movies}")
+    if problems:
+        raise ArtifactError(
+            "the exported catalog graph breaks the scorer's contract: " + "; ".join(problems)
         )

@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from serve_batch import Artifacts
+from serve_batch import Artifacts, contract
+from serve_batch._catalog import score_block_by_pairs, score_user_block
 from train.checkpoint import Checkpoint
 from train.metrics import rating_errors
 
@@ -97,4 +98,86 @@ def check_parity(
     compare("batches of 2", u[:64], m[:64], batch_size=2)
     big = np.resize(u, 100_000), np.resize(m, 100_000)
     compare("one batch of 100000", *big, batch_size=100_000)
+    if arts.catalog is not None:
+        check_catalog_parity(ckpt, arts, atol, seed, report)
     return report
+
+
+#: Users of the catalog-graph checks (the first and last rows plus random ones) and K.
+CATALOG_PARITY_USERS = 64
+CATALOG_PARITY_K = 10
+
+
+def catalog_sample(ckpt: Checkpoint, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sample users (dense rows, sorted), their exclusion mask over movie rows, and the
+    same exclusions as scorer keys ``user_position * n_movies + movie_row``.
+
+    About 10% of each user's movies are excluded at random; the second user keeps only
+    three movies (fewer than K), the third none excluded.
+    """
+    vocab = ckpt.split.vocab
+    rng = np.random.default_rng(seed + 1)
+    n = min(CATALOG_PARITY_USERS, vocab.n_users)
+    rest = rng.choice(np.arange(1, vocab.n_users - 1), max(n - 2, 0), replace=False)
+    users = np.unique(np.concatenate([[0, vocab.n_users - 1], rest]).astype(np.int64))[:n]
+    mask = rng.random((users.size, vocab.n_movies)) < 0.1
+    if users.size > 1:
+        mask[1] = True
+        mask[1, rng.choice(vocab.n_movies, min(3, vocab.n_movies), replace=False)] = False
+    if users.size > 2:
+        mask[2] = False
+    return users, mask, np.flatnonzero(mask.reshape(-1))
+
+
+def check_catalog_parity(
+    ckpt: Checkpoint, arts: Artifacts, atol: float, seed: int, report: ParityReport
+) -> None:
+    """The catalog graph against PyTorch (its top-k values) and against the pairs path
+    (the scorer's top-k tables must be identical with and without it)."""
+    vocab, graph = ckpt.split.vocab, arts.catalog
+    users, mask, keys = catalog_sample(ckpt, seed)
+    k = min(CATALOG_PARITY_K, vocab.n_movies)
+    name = f"catalog top-{k} of {users.size} users"
+    rows, ratings, scores = graph.top_k(users, mask, k)
+    picked = ~np.take_along_axis(mask, rows, axis=1)
+    want_rating, want_rank = torch_predict(ckpt, np.repeat(users, k), rows.reshape(-1))
+    for label, got, want in (
+        ("rating", ratings, want_rating),
+        ("rank_score", scores, want_rank),
+    ):
+        diff = np.abs(got.reshape(-1).astype(np.float64) - want)[picked.reshape(-1)]
+        worst = float(diff.max()) if diff.size else 0.0
+        report.checks.append(
+            ParityCheck(f"{name} ({label})", int(picked.sum()), worst, worst <= atol)
+        )
+    # excluded movies come last and only when a user has fewer than k others
+    allowed = np.minimum(k, (~mask).sum(axis=1))
+    order_ok = bool(
+        (picked.sum(axis=1) == allowed).all() and (picked[:, :1] | (allowed[:, None] == 0)).all()
+    )
+    # movie rows are the mapping's rows; scorer keys use movie positions (ID ascending)
+    pos_keys = (keys // vocab.n_movies) * vocab.n_movies + arts.movie_pos_of_row[
+        keys % vocab.n_movies
+    ]
+    pos_keys.sort()
+    raw_users = vocab.user_ids[users]
+    with_graph = score_user_block(arts, raw_users, pos_keys, k, batch_size=4096)
+    by_pairs = score_block_by_pairs(arts, raw_users, pos_keys, k, batch_size=4096)
+    # the same users, ranks and movies; ratings to rounding (onnxruntime's float32
+    # results move in the last bit with the batch a pair is scored in)
+    same = order_ok and with_graph.drop_columns([contract.PREDICTION_COL]).equals(
+        by_pairs.drop_columns([contract.PREDICTION_COL])
+    )
+    diff = float("inf")
+    if same:
+        got = with_graph.column(contract.PREDICTION_COL).to_numpy().astype(np.float64)
+        want = by_pairs.column(contract.PREDICTION_COL).to_numpy()
+        diff = float(np.max(np.abs(got - want), initial=0.0))
+    report.checks.append(
+        ParityCheck(
+            f"{name} (table == pairs path)",
+            users.size * vocab.n_movies,
+            diff,
+            diff <= atol,
+        )
+    )

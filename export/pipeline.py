@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -12,9 +13,9 @@ from pathlib import Path
 import onnxruntime as ort
 
 from export.config import GRAPHS, ExportConfig
-from export.folding import FoldedNet, ScoringModule
+from export.folding import CatalogNet, FoldedNet, ScoringModule
 from export.mapping import build_mapping, encode_mapping
-from export.onnx_export import export_onnx
+from export.onnx_export import export_catalog_onnx, export_onnx
 from export.opsets import check_opset
 from export.parity import ParityReport, check_parity
 from serve_batch import contract, load_artifacts
@@ -33,6 +34,7 @@ class ExportResult:
     mapping_path: Path
     parity: ParityReport
     metadata: dict[str, str]
+    catalog_path: Path | None = None
 
 
 def build_metadata(
@@ -67,11 +69,14 @@ def prepare_output_dir(path: Path) -> None:
 
 
 def run_export(config: ExportConfig) -> ExportResult:
-    """Export, verify parity with the scorer's code, and only then publish both files.
+    """Export, verify parity with the scorer's code, and only then publish the files.
 
+    Writes the pairs graph (``model.onnx``), the catalog graph (``catalog.onnx``, the
+    folded tables turned into top-k of a block of users x every movie) and the ID mapping.
     Nothing is published unless every check passes: the mapping is renamed into place
-    first, then the model, so a model never sits beside a mapping it was not built with
-    (the scorer also refuses such a pair by the mapping's SHA-256).
+    first, then the catalog graph, then the model, so a model never sits beside a mapping
+    it was not built with (the scorer also refuses such a pair by the mapping's SHA-256,
+    and a catalog graph of another export by the model's).
     """
     check_opset(config.opset)
     ckpt = load_checkpoint(config.checkpoint_path)
@@ -81,25 +86,38 @@ def run_export(config: ExportConfig) -> ExportResult:
     if config.graph not in GRAPHS:
         raise UsageError(f"--graph must be one of {', '.join(GRAPHS)}, got {config.graph!r}")
     metadata = build_metadata(ckpt, config, mapping_sha, graph=config.graph)
-    tmp_model, tmp_mapping = (
+    tmp_model, tmp_mapping, tmp_catalog = (
         temp_path_beside(config.model_path),
         temp_path_beside(config.mapping_path),
+        temp_path_beside(config.catalog_path),
     )
     try:
         tmp_mapping.write_bytes(mapping_bytes)
         log.info(
-            "exporting the %s checkpoint as the %s graph at opset %d",
+            "exporting the %s checkpoint as the %s graph and the catalog graph at opset %d",
             ckpt.model.config.arch,
             config.graph,
             config.opset,
         )
         module = FoldedNet(ckpt.model) if config.graph == "folded" else ScoringModule(ckpt.model)
         export_onnx(module, tmp_model, config.opset, metadata)
-        arts = load_artifacts(tmp_model, tmp_mapping)
+        catalog_metadata = {
+            **metadata,
+            contract.META_GRAPH: "catalog",
+            contract.META_MODEL_SHA256: hashlib.sha256(tmp_model.read_bytes()).hexdigest(),
+        }
+        export_catalog_onnx(
+            CatalogNet(ckpt.model),
+            tmp_catalog,
+            ckpt.model.config.n_movies,
+            config.opset,
+            catalog_metadata,
+        )
+        arts = load_artifacts(tmp_model, tmp_mapping, catalog_path=tmp_catalog)
         report = check_parity(ckpt, arts, config.atol, config.parity_pairs, config.seed)
         for check in report.checks:
             log.info(
-                "  %s %-28s %7d pairs  max |diff| %.3g",
+                "  %s %-40s %7d pairs  max |diff| %.3g",
                 "ok  " if check.passed else "FAIL",
                 check.name,
                 check.pairs,
@@ -118,13 +136,16 @@ def run_export(config: ExportConfig) -> ExportResult:
                 f"{config.atol:g}); nothing was written"
             )
         os.replace(tmp_mapping, config.mapping_path)
+        os.replace(tmp_catalog, config.catalog_path)
         os.replace(tmp_model, config.model_path)
     finally:
-        for tmp in (tmp_model, tmp_mapping):
+        for tmp in (tmp_model, tmp_mapping, tmp_catalog):
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
     write_report(out / REPORT_FILE, config, report, metadata)
-    return ExportResult(config.model_path, config.mapping_path, report, metadata)
+    return ExportResult(
+        config.model_path, config.mapping_path, report, metadata, config.catalog_path
+    )
 
 
 def write_report(

@@ -12,6 +12,9 @@ scorer knows nothing of the model's internals beyond its input and output names.
 
 Ranking (top-k tables): by the graph's optional ``rank_score`` output when it has one,
 else by the rating; a cold-start pair's rank score is its fallback rating.
+
+Catalog mode also uses ``catalog.onnx`` when the export wrote one beside the model
+(opened on first use, see :attr:`Artifacts.catalog`).
 """
 
 from __future__ import annotations
@@ -19,16 +22,18 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from serve_batch import contract
+from serve_batch import _session, contract
+from serve_batch._catalog_graph import CatalogGraph, open_catalog
 from serve_batch._config import DEFAULT_BATCH_SIZE, UNKNOWN_POLICIES
 from serve_batch._idmap import IdMap, build_idmap
-from serve_batch._session import has_rank_output, open_session
+from serve_batch._session import has_rank_output, open_session, session_threads
 from serve_batch.errors import ArtifactError, DataError, UsageError
 
 #: How many offending IDs an error message shows.
@@ -70,8 +75,21 @@ class Artifacts:
         mapping_path: Path,
         model_sha256: str,
         mapping_sha256: str,
+        catalog_path: Path | None = None,
+        threads: int | None = None,
+        graph_opt: str = "all",
+        workers: int = 1,
+        run_rows: int | None = None,
+        intra_op_threads: int | None = None,
     ) -> None:
         self._session = session
+        #: Threads that run onnxruntime calls side by side (each call single-threaded).
+        self.workers = workers
+        #: Pairs per onnxruntime call at most.
+        self.run_rows = run_rows or _session.RUN_ROWS
+        #: onnxruntime intra-op threads of the session (None: onnxruntime's default).
+        self.intra_op_threads = intra_op_threads
+        self._pool: ThreadPoolExecutor | None = None
         self.has_rank_score = has_rank_output(session)
         self._outputs = [contract.OUTPUT_RATING] + (
             [contract.OUTPUT_RANK] if self.has_rank_score else []
@@ -85,6 +103,10 @@ class Artifacts:
         self.mapping_path = mapping_path
         self._model_sha256 = model_sha256
         self.mapping_sha256 = mapping_sha256
+        self.catalog_path = catalog_path
+        self._session_settings = (threads, graph_opt)
+        self._catalog: CatalogGraph | None = None
+        self._movie_pos_of_row: np.ndarray | None = None
 
     def __repr__(self) -> str:
         return (
@@ -106,6 +128,30 @@ class Artifacts:
     def model_sha256(self) -> str:
         """SHA-256 hex of the model file's bytes."""
         return self._model_sha256
+
+    @property
+    def catalog(self) -> CatalogGraph | None:
+        """The catalog graph, opened and verified on first use; None without one."""
+        if self._catalog is None and self.catalog_path is not None:
+            threads, graph_opt = self._session_settings
+            self._catalog = open_catalog(
+                self.catalog_path,
+                threads=threads,
+                graph_opt=graph_opt,
+                n_movies=len(self.movies),
+                mapping_sha256=self.mapping_sha256,
+                model_sha256=self._model_sha256,
+            )
+        return self._catalog
+
+    @property
+    def movie_pos_of_row(self) -> np.ndarray:
+        """Position in ``movies.ids`` (ID ascending) of each movie embedding row."""
+        if self._movie_pos_of_row is None:
+            inverse = np.full(int(self.movies.rows.max()) + 1, -1, dtype=np.int64)
+            inverse[self.movies.rows] = np.arange(self.movies.rows.size)
+            self._movie_pos_of_row = inverse
+        return self._movie_pos_of_row
 
     def predict_ids(
         self,
@@ -187,7 +233,8 @@ class Artifacts:
     def predict_rows(
         self, user_rows: np.ndarray, movie_rows: np.ndarray, batch_size: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Run the graph on embedding rows, ``batch_size`` pairs per call.
+        """Run the graph on embedding rows: calls of at most ``batch_size`` pairs (and of
+        the session's measured call size, ``run_rows``), spread over ``workers`` threads.
 
         Returns float32 ``(ratings, rank_scores)``; the two are one array when the graph
         has no ``rank_score`` output.
@@ -195,15 +242,19 @@ class Artifacts:
         n = user_rows.size
         ratings = np.empty(n, dtype=np.float32)
         ranks = np.empty(n, dtype=np.float32) if self.has_rank_score else ratings
-        run, names = self._session.run, self._outputs
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            feeds = {
-                contract.INPUT_USER: user_rows[start:stop],
-                contract.INPUT_MOVIE: movie_rows[start:stop],
-            }
-            got = run(names, feeds)
-            for name, value in zip(names, got, strict=True):
+        step = max(1, min(batch_size, self.run_rows))
+        starts = range(0, n, step)
+
+        def run(start: int) -> None:
+            stop = min(start + step, n)
+            got = self._session.run(
+                self._outputs,
+                {
+                    contract.INPUT_USER: user_rows[start:stop],
+                    contract.INPUT_MOVIE: movie_rows[start:stop],
+                },
+            )
+            for name, value in zip(self._outputs, got, strict=True):
                 if value.size != stop - start:
                     raise ArtifactError(
                         f"{self.model_path}: output {name!r} has shape {list(value.shape)} "
@@ -212,9 +263,21 @@ class Artifacts:
             ratings[start:stop] = got[0].reshape(-1)
             if self.has_rank_score:
                 ranks[start:stop] = got[1].reshape(-1)
+
+        if self.workers > 1 and len(starts) > 1:
+            for _ in self._thread_pool().map(run, starts):
+                pass
+        else:
+            for start in starts:
+                run(start)
         lo, hi = self._rating_scale
         np.clip(ratings, lo, hi, out=ratings)  # the graph clips already; this guards odd exports
         return ratings, ranks
+
+    def _thread_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="movierec-ort")
+        return self._pool
 
 
 def load_artifacts(
@@ -223,18 +286,25 @@ def load_artifacts(
     *,
     threads: int | None = None,
     graph_opt: str = "all",
+    catalog_path: Path | None = None,
+    use_catalog: bool = True,
 ) -> Artifacts:
     """Load and cross-check a model and its ID mapping; ``ArtifactError`` if they disagree.
 
     Refuses missing or corrupt files, a format version other than
     ``contract.FORMAT_VERSION``, and a mapping whose SHA-256 differs from the one the
     exporter recorded in the model (so a model never scores with another run's IDs).
-    ``threads``: onnxruntime intra-op threads (None or 0: onnxruntime's default).
+    ``threads``: CPU threads for scoring (None or 0: one per core); by default that many
+    single-threaded onnxruntime calls run side by side (``serve_batch._session``).
+    ``catalog_path``: the catalog graph (default: ``catalog.onnx`` beside the model, if
+    there is one); ``use_catalog=False`` ignores it (catalog mode then scores every pair
+    through the model).
     """
     model_path, mapping_path = Path(model_path), Path(mapping_path)
     model_bytes = _read_artifact(model_path, "model")
     mapping_bytes = _read_artifact(mapping_path, "ID mapping")
-    session = open_session(model_path, threads, graph_opt)
+    intra_op, workers = session_threads(threads)
+    session = open_session(model_path, intra_op, graph_opt)
     metadata = dict(session.get_modelmeta().custom_metadata_map)
     _check_format_version(metadata.get(contract.META_FORMAT_VERSION), model_path, "metadata")
 
@@ -272,7 +342,22 @@ def load_artifacts(
         mapping_path=mapping_path,
         model_sha256=hashlib.sha256(model_bytes).hexdigest(),
         mapping_sha256=mapping_sha,
+        catalog_path=_find_catalog(model_path, catalog_path) if use_catalog else None,
+        threads=threads,
+        graph_opt=graph_opt,
+        workers=workers,
+        intra_op_threads=intra_op,
     )
+
+
+def _find_catalog(model_path: Path, catalog_path: Path | None) -> Path | None:
+    if catalog_path is None:
+        beside = model_path.parent / contract.CATALOG_FILE
+        return beside if beside.is_file() else None
+    catalog_path = Path(catalog_path)
+    if not catalog_path.is_file():
+        raise ArtifactError(f"{catalog_path}: catalog graph not found")
+    return catalog_path
 
 
 def describe_unknown(

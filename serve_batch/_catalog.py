@@ -16,7 +16,9 @@ import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
+from serve_batch import contract
 from serve_batch._artifacts import Artifacts, format_first_ids, load_artifacts
+from serve_batch._catalog_graph import CatalogGraph
 from serve_batch._config import DEFAULT_CATALOG_TOP_K, ScoreConfig, check_config
 from serve_batch._ids import convert_id_column
 from serve_batch._io import (
@@ -71,7 +73,7 @@ def score_catalog(config: ScoreConfig) -> dict[str, Any]:
         excluded, exclude_info = (
             read_exclusions(config, ex_fmt, arts, users) if config.exclude else (None, None)
         )
-        writer = TableWriter(out_tmp, out_fmt, TOPK_SCHEMA)
+        writer = TableWriter(out_tmp, out_fmt, TOPK_SCHEMA, plain_columns=[contract.PREDICTION_COL])
         try:
             score_blocks(config, arts, users, excluded, k, writer)
         finally:
@@ -90,6 +92,7 @@ def score_catalog(config: ScoreConfig) -> dict[str, Any]:
                 "top_k": {"k": k, "path": str(config.output), "rows": writer.rows},
                 "users": user_info,
                 "candidates_per_user": len(arts.movies),
+                "catalog_graph": None if arts.catalog_path is None else str(arts.catalog_path),
                 "pairs_scored": int(users.size) * len(arts.movies),
                 "exclude": exclude_info,
             },
@@ -257,9 +260,166 @@ def score_user_block(
     """The top-k table of the raw user IDs in ``block`` against every movie in the mapping.
 
     The unit of work of catalog mode (the local loop and the Ray actors both call it).
-    ``excluded``: sorted keys ``row_in_block * n_movies + movie_row`` never recommended.
-    Unknown users get the fallback scores (the caller applies the unknown-ID policy).
+    ``excluded``: sorted keys ``row_in_block * n_movies + movie_pos`` never recommended
+    (``movie_pos`` indexes the mapping's movies by ID ascending). Unknown users get the
+    fallback scores (the caller applies the unknown-ID policy).
+
+    With a catalog graph, known users are scored by it (see :func:`top_k_by_catalog`);
+    the table is the same as scoring every pair through the model.
     """
+    graph = arts.catalog if block.size else None
+    if graph is None:
+        return score_block_by_pairs(arts, block, excluded, k, batch_size)
+    user_rows, known, _ = arts.users.lookup(block)
+    on_graph = np.flatnonzero(known)
+    parts = []
+    if on_graph.size:
+        found, unsure = top_k_by_catalog(
+            arts, graph, user_rows[known], _sub_keys(excluded, on_graph, arts), k, batch_size
+        )
+        user_at, ranks, movie_pos, ratings = found
+        parts.append((on_graph[user_at], ranks, movie_pos, ratings, np.zeros(ratings.size, bool)))
+        rest = np.sort(np.concatenate([np.flatnonzero(~known), on_graph[unsure]]))
+    else:
+        rest = np.arange(block.size)
+    if rest.size:
+        at, ranks, movie_pos, ratings, cold = _top_k_by_pairs(
+            arts, block[rest], _sub_keys(excluded, rest, arts), k, batch_size
+        )
+        parts.append((rest[at], ranks, movie_pos, ratings, cold))
+    user_at, ranks, movie_pos, ratings, cold = (np.concatenate(c) for c in zip(*parts, strict=True))
+    order = np.lexsort((ranks, user_at))
+    return build_topk_table(
+        block[user_at[order]],
+        ranks[order],
+        arts.movies.ids[movie_pos[order]],
+        ratings[order],
+        cold[order],
+    )
+
+
+#: Candidates the catalog graph returns beyond K, so that the exact re-ranking below
+#: rarely has to fall back to scoring a user's every pair.
+CATALOG_MARGIN = 16
+#: Largest difference allowed between the catalog graph's rank scores and the model's
+#: for the same pair (both float32; they differ by rounding, about 1e-6).
+CATALOG_TOLERANCE = 1e-3
+
+
+def top_k_by_catalog(
+    arts: Artifacts,
+    graph: CatalogGraph,
+    user_rows: np.ndarray,
+    excluded: np.ndarray | None,
+    k: int,
+    batch_size: int,
+) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """Top-k of known users (embedding ``user_rows``) via the catalog graph, exactly as the
+    pairs path ranks them.
+
+    The graph returns ``K + CATALOG_MARGIN`` candidates per user; they are scored again
+    through the model (the pairs path's own numbers) and sorted by rank score descending,
+    then movie ID ascending. A movie outside the candidates cannot belong in the top K when
+    the model's K-th score beats the last candidate's graph score by more than the
+    tolerance. Users for whom that is not shown (many movies tied at the K-th score, e.g.
+    ratings clipped to the scale's top) are asked again with 4x as many candidates, up to
+    every movie. Users with a non-finite score are returned in ``unsure`` (positions in
+    ``user_rows``) for the caller to score through the pairs path.
+
+    Returns ``((user_at, rank, movie_pos, rating), unsure)``: flat rows ordered by user,
+    then rank (1-based); ``movie_pos`` indexes ``arts.movies.ids``.
+    """
+    n_users, n_movies = user_rows.size, len(arts.movies)
+    exclude = np.zeros((n_users, n_movies), dtype=bool)
+    if excluded is not None and excluded.size:
+        exclude[excluded // n_movies, arts.movies.rows[excluded % n_movies]] = True
+    todo = np.arange(n_users)
+    kk = min(k + CATALOG_MARGIN, n_movies)
+    parts = []
+    while todo.size:
+        (at, rank, pos, rating), unsure = _rank_candidates(
+            arts, graph, user_rows[todo], exclude[todo], k, kk, batch_size
+        )
+        parts.append((todo[at], rank, pos, rating))
+        todo = todo[unsure]
+        if kk == n_movies:
+            break
+        kk = min(4 * kk, n_movies)
+    user_at, rank, pos, rating = (np.concatenate(c) for c in zip(*parts, strict=True))
+    order = np.lexsort((rank, user_at))
+    return (user_at[order], rank[order], pos[order], rating[order]), todo
+
+
+def _rank_candidates(
+    arts: Artifacts,
+    graph: CatalogGraph,
+    user_rows: np.ndarray,
+    exclude: np.ndarray,
+    k: int,
+    kk: int,
+    batch_size: int,
+) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """One round of :func:`top_k_by_catalog` with ``kk`` candidates per user."""
+    n_users, n_movies = user_rows.size, exclude.shape[1]
+    top_rows, _, top_scores = graph.top_k(user_rows, exclude, kk)
+    valid = ~np.take_along_axis(exclude, top_rows, axis=1)
+    ratings, ranks = arts.predict_rows(np.repeat(user_rows, kk), top_rows.reshape(-1), batch_size)
+    ratings, ranks = ratings.reshape(n_users, kk), ranks.reshape(n_users, kk).copy()
+    pos = arts.movie_pos_of_row[top_rows]
+    drift = np.abs(ranks.astype(np.float64) - top_scores)[valid]
+    tolerance = max(CATALOG_TOLERANCE, 4 * float(drift.max())) if drift.size else 0.0
+    ranks[~valid] = -np.inf
+    order = np.lexsort((pos, -ranks), axis=1)  # score descending, then movie ID ascending
+    pos, ranks, ratings, valid = (
+        np.take_along_axis(a, order, axis=1) for a in (pos, ranks, ratings, valid)
+    )
+    # every movie the user may get is a candidate when the graph ran out of them
+    complete = (valid.sum(axis=1) < kk) | (kk == n_movies)
+    kth = ranks[:, min(k, kk) - 1].astype(np.float64)
+    last = top_scores[:, -1].astype(np.float64)  # the graph's worst candidate
+    finite = np.isfinite(np.where(valid, ranks, 0.0)).all(axis=1)
+    sure = finite & (complete | (kth > last + tolerance))
+    take = valid & (np.arange(kk) < k) & sure[:, None]
+    user_at = np.repeat(np.arange(n_users), take.sum(axis=1))
+    rank = np.broadcast_to(np.arange(1, kk + 1, dtype=np.int32), take.shape)[take]
+    return (user_at, rank, pos[take], ratings[take]), np.flatnonzero(~sure)
+
+
+def _sub_keys(excluded: np.ndarray | None, users: np.ndarray, arts: Artifacts) -> np.ndarray | None:
+    """Exclusion keys of the block positions ``users`` (sorted), renumbered from 0."""
+    if excluded is None or not excluded.size:
+        return excluded
+    n_movies = len(arts.movies)
+    owner = excluded // n_movies
+    at = np.searchsorted(users, owner)
+    hit = at < users.size
+    hit[hit] = users[at[hit]] == owner[hit]
+    return at[hit] * n_movies + excluded[hit] % n_movies
+
+
+def score_block_by_pairs(
+    arts: Artifacts,
+    block: np.ndarray,
+    excluded: np.ndarray | None,
+    k: int,
+    batch_size: int,
+) -> pa.Table:
+    """:func:`score_user_block` through the pairs graph: every user x movie pair scored by
+    :meth:`Artifacts.predict_ids` (the path for unknown users and exports without a
+    catalog graph)."""
+    at, ranks, movie_pos, ratings, cold = _top_k_by_pairs(arts, block, excluded, k, batch_size)
+    return build_topk_table(block[at], ranks, arts.movies.ids[movie_pos], ratings, cold)
+
+
+def _top_k_by_pairs(
+    arts: Artifacts,
+    block: np.ndarray,
+    excluded: np.ndarray | None,
+    k: int,
+    batch_size: int,
+) -> tuple[np.ndarray, ...]:
+    """``(user_at, rank, movie_pos, rating, cold)`` of :func:`score_block_by_pairs`, rows
+    ordered by position in ``block``, then rank."""
     movie_ids = arts.movies.ids
     n_movies = movie_ids.size
     pred = arts.predict_ids(
@@ -278,10 +438,10 @@ def score_user_block(
     kk = cols.shape[1]
     rows = np.repeat(np.arange(block.size), kk).reshape(block.size, kk)
     cold = pred.cold_start.reshape(block.size, n_movies)
-    return build_topk_table(
-        block[rows[valid]],
-        np.broadcast_to(np.arange(1, kk + 1), cols.shape)[valid],
-        movie_ids[cols[valid]],
+    return (
+        rows[valid],
+        np.broadcast_to(np.arange(1, kk + 1, dtype=np.int32), cols.shape)[valid],
+        cols[valid],
         ratings[rows[valid], cols[valid]],
         cold[rows[valid], cols[valid]],
     )

@@ -18,13 +18,16 @@ GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "all")
 DEFAULT_BATCH_SIZE = 65536
 #: Top-k of catalog mode when ``--top-k`` is not given.
 DEFAULT_CATALOG_TOP_K = 10
+#: ``--engine`` values: this process, or a Ray Data job (``serve_batch._ray``).
+ENGINES = ("local", "ray")
 
 
 @dataclass(frozen=True)
 class ScoreConfig:
     """Everything one ``rec-score`` run needs; saved verbatim in the run manifest.
 
-    ``threads=0`` lets onnxruntime choose (one intra-op thread per physical core).
+    ``threads=0``: one scoring thread per core (each runs single-threaded onnxruntime
+    calls; measured faster than intra-op threads, see ``serve_batch._session``).
     ``top_k=None`` means no top-k table in pairs mode and 10 in catalog mode.
     """
 
@@ -42,6 +45,12 @@ class ScoreConfig:
     quiet: bool = False
     all_movies: bool = False
     exclude: Path | None = None
+    # --engine ray only: cluster address (None: a local Ray instance), actors (None: as
+    # many as the cluster's CPUs allow) and onnxruntime threads per actor
+    engine: str = "local"
+    ray_address: str | None = None
+    workers: int | None = None
+    threads_per_worker: int = 1
 
     @property
     def model_path(self) -> Path:
@@ -73,11 +82,12 @@ def check_config(config: ScoreConfig) -> None:
     if config.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
     if config.threads < 0:
-        raise UsageError(f"--threads must be 0 (onnxruntime default) or more, got {config.threads}")
+        raise UsageError(f"--threads must be 0 (one per core) or more, got {config.threads}")
     if config.top_k is not None and config.top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {config.top_k}")
     if config.user_col == config.movie_col:
         raise UsageError(f"--user-col and --movie-col are both {config.user_col!r}")
+    _check_engine(config)
     if config.all_movies:
         if config.top_k_output is not None:
             raise UsageError(
@@ -88,3 +98,38 @@ def check_config(config: ScoreConfig) -> None:
             raise UsageError("--exclude only applies to catalog mode (--all-movies)")
         if config.top_k_output is not None and config.top_k is None:
             raise UsageError("--top-k-output needs --top-k K")
+
+
+def _check_engine(config: ScoreConfig) -> None:
+    if config.engine not in ENGINES:
+        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {config.engine!r}")
+    if config.engine == "ray":
+        if config.workers is not None and config.workers < 1:
+            raise UsageError(f"--workers must be at least 1, got {config.workers}")
+        if config.threads_per_worker < 1:
+            raise UsageError(
+                f"--threads-per-worker must be at least 1, got {config.threads_per_worker}"
+            )
+        if config.threads:
+            raise UsageError(
+                "--threads sets the local engine's onnxruntime threads; with --engine ray "
+                "use --threads-per-worker (and --workers)"
+            )
+        return
+    given = [
+        name
+        for name, is_set in (
+            ("--ray-address", config.ray_address is not None),
+            ("--workers", config.workers is not None),
+            ("--threads-per-worker", config.threads_per_worker != 1),
+        )
+        if is_set
+    ]
+    if given:
+        verb = "applies" if len(given) == 1 else "apply"
+        raise UsageError(f"{', '.join(given)} only {verb} to --engine ray")
+    for role, path in (("INPUT", config.input), ("--exclude", config.exclude)):
+        if path is not None and Path(path).is_dir():
+            raise UsageError(
+                f"{path}: {role} is a folder; folders of Parquet files need --engine ray"
+            )

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import secrets
 import signal
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,15 +161,36 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class TableWriter:
-    """Write record batches of a declared schema to Parquet, CSV or gzip CSV."""
+#: Rows per Parquet row group: batches are gathered up to this many before they are
+#: encoded (one row group per small batch makes files slower to write and to read).
+ROW_GROUP_ROWS = 1 << 20
 
-    def __init__(self, path: Path, fmt: str, schema: pa.Schema) -> None:
+
+class TableWriter:
+    """Write record batches of a declared schema to Parquet, CSV or gzip CSV.
+
+    Parquet: row groups of about ``ROW_GROUP_ROWS`` rows, snappy, dictionary-encoded
+    columns except those in ``plain_columns`` (high-cardinality floats such as
+    predictions, where a dictionary costs time and saves nothing).
+    """
+
+    def __init__(
+        self, path: Path, fmt: str, schema: pa.Schema, plain_columns: Sequence[str] = ()
+    ) -> None:
         self.schema = schema
         self.rows = 0
         self._sink = None
-        if fmt == "parquet":
-            self._writer = pq.ParquetWriter(str(path), schema, compression="snappy")
+        self._parquet = fmt == "parquet"
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        if self._parquet:
+            dictionary = [n for n in schema.names if n not in plain_columns]
+            self._writer = pq.ParquetWriter(
+                str(path),
+                schema,
+                compression="snappy",
+                use_dictionary=dictionary if plain_columns else True,
+            )
         else:
             if fmt == "csv.gz":
                 self._sink = pa.CompressedOutputStream(str(path), "gzip")
@@ -179,18 +202,143 @@ class TableWriter:
             self._writer = pacsv.CSVWriter(self._sink, schema, write_options=options)
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
-        if isinstance(batch, pa.Table):
+        self.rows += batch.num_rows
+        if self._parquet:
+            self._pending.extend(batch.to_batches() if isinstance(batch, pa.Table) else [batch])
+            self._pending_rows += batch.num_rows
+            if self._pending_rows >= ROW_GROUP_ROWS:
+                self._flush()
+        elif isinstance(batch, pa.Table):
             self._writer.write_table(batch)
         else:
             self._writer.write_batch(batch)
-        self.rows += batch.num_rows
+
+    def _flush(self) -> None:
+        if self._pending:
+            table = pa.Table.from_batches(self._pending, schema=self.schema)
+            self._pending, self._pending_rows = [], 0
+            self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
 
     def close(self) -> None:
         try:
-            self._writer.close()
+            if self._parquet:
+                self._flush()
         finally:
-            if self._sink is not None:
-                self._sink.close()
+            try:
+                self._writer.close()
+            finally:
+                if self._sink is not None:
+                    self._sink.close()
+
+
+class BackgroundWriter:
+    """Hand batches to a ``TableWriter`` on a thread of its own, so that encoding and
+    writing one batch overlaps scoring the next (both release the GIL).
+
+    At most ``depth`` batches wait. An error of the writer thread is raised by the next
+    :meth:`write` or by :meth:`close`; :meth:`abort` stops it without writing the rest.
+    """
+
+    _DONE = object()
+
+    def __init__(self, writer: TableWriter, depth: int = 2) -> None:
+        self._writer = writer
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="movierec-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is self._DONE:
+                return
+            if self._error is None and not self._stop:
+                try:
+                    self._writer.write(batch)
+                except BaseException as exc:  # re-raised in the caller's thread
+                    self._error = exc
+
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        self._raise_error()
+        self._queue.put(batch)
+
+    def close(self) -> None:
+        """Wait until every batch is written; raise the writer thread's error if any."""
+        self._queue.put(self._DONE)
+        self._thread.join()
+        self._raise_error()
+
+    def abort(self) -> None:
+        self._stop = True
+        with contextlib.suppress(queue.Empty):
+            while True:  # drop what waits, then stop the thread
+                self._queue.get_nowait()
+        self._queue.put(self._DONE)
+        self._thread.join()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+
+class Prefetch:
+    """Iterate ``items`` on a thread of its own, up to ``depth`` items ahead, so that
+    reading and decoding the next batch overlaps scoring this one (Arrow releases the
+    GIL). An error of the producer is raised where the consumer reaches it; ``close``
+    stops the producer early."""
+
+    _END = object()
+
+    def __init__(self, items: Iterator, depth: int = 2) -> None:
+        self._items = items
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(target=self._run, name="movierec-reader", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for item in self._items:
+                if not self._put((item, None)):
+                    return
+        except BaseException as exc:  # re-raised in the consumer's thread
+            self._put((None, exc))
+            return
+        self._put((self._END, None))
+
+    def _put(self, entry: tuple) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Prefetch:
+        return self
+
+    def __next__(self):
+        if self._done:
+            raise StopIteration
+        item, error = self._queue.get()
+        if error is not None:
+            self._done = True
+            raise error
+        if item is self._END:
+            self._done = True
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+        self._thread.join()
 
 
 class AtomicOutputs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import onnxruntime as ort
@@ -10,6 +11,31 @@ from serve_batch import contract
 from serve_batch.errors import ArtifactError
 
 PROVIDERS = ["CPUExecutionProvider"]
+
+#: Pairs per onnxruntime call of the pairs graph (at most): small enough that one call's
+#: intermediate arrays stay in the CPU caches. bench/tune_ort.py, one thread, ml-100k
+#: default model: 1024 pairs 2.55 M pairs/s; 512: 2.13; 2048: 2.43; 8192: 1.77; 32768: 1.62.
+RUN_ROWS = 1024
+#: How the scoring threads are used: "calls" runs that many single-threaded onnxruntime
+#: calls side by side; "intra" gives one call that many intra-op threads. Measured on 2
+#: cores (bench/tune_ort.py): 2 calls side by side 3.29 M pairs/s, 2 intra-op threads
+#: 2.48-2.62 (2048-16384 pairs per call), 1 thread 2.25.
+PARALLELISM = "calls"
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def session_threads(threads: int | None) -> tuple[int, int]:
+    """``(intra-op threads, side-by-side calls)`` for ``threads`` (0/None: every core)."""
+    n = int(threads) if threads else available_cores()
+    return (1, n) if PARALLELISM == "calls" else (n, 1)
+
 
 _GRAPH_OPT = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -37,17 +63,22 @@ def build_session_options(threads: int | None, graph_opt: str) -> ort.SessionOpt
     return opts
 
 
-def open_session(model_path: Path, threads: int | None, graph_opt: str) -> ort.InferenceSession:
-    """Create the CPU session and check the graph has the contract's inputs and output."""
+def create_session(path: Path, threads: int | None, graph_opt: str) -> ort.InferenceSession:
+    """A CPU session for the ONNX file ``path``; ``ArtifactError`` if it cannot be loaded."""
     try:
-        session = ort.InferenceSession(
-            str(model_path),
+        return ort.InferenceSession(
+            str(path),
             sess_options=build_session_options(threads, graph_opt),
             providers=PROVIDERS,
         )
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ArtifactError(f"{model_path}: not a loadable ONNX model ({first})") from exc
+        raise ArtifactError(f"{path}: not a loadable ONNX model ({first})") from exc
+
+
+def open_session(model_path: Path, threads: int | None, graph_opt: str) -> ort.InferenceSession:
+    """Create the CPU session and check the graph has the contract's inputs and output."""
+    session = create_session(model_path, threads, graph_opt)
     inputs = {i.name: i.type for i in session.get_inputs()}
     output_types = {o.name: o.type for o in session.get_outputs()}
     outputs = list(output_types)

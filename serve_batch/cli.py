@@ -13,6 +13,7 @@ from serve_batch._catalog import score_catalog
 from serve_batch._config import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CATALOG_TOP_K,
+    ENGINES,
     GRAPH_OPT_LEVELS,
     UNKNOWN_POLICIES,
     ScoreConfig,
@@ -45,9 +46,9 @@ Exit codes: 0 success; 2 bad usage, input or artifacts (one line on stderr);
 @click.argument(
     "input_path",
     metavar="INPUT",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(exists=True, path_type=Path),  # a folder only with --engine ray
 )
-@click.argument("output", metavar="OUTPUT", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("output", metavar="OUTPUT", type=click.Path(path_type=Path))
 @click.option(
     "--artifacts",
     type=click.Path(file_okay=False, path_type=Path),
@@ -104,7 +105,7 @@ Exit codes: 0 success; 2 bad usage, input or artifacts (one line on stderr);
 )
 @click.option(
     "--exclude",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(exists=True, path_type=Path),
     default=None,
     metavar="RATINGS",
     help="Catalog mode: pairs file (user and movie columns, Parquet or CSV) of movies "
@@ -122,7 +123,8 @@ Exit codes: 0 success; 2 bad usage, input or artifacts (one line on stderr);
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="onnxruntime intra-op threads; 0 = onnxruntime's default (one per physical core).",
+    help="Scoring threads, each running single-threaded onnxruntime calls side by side; "
+    "0 = one per core.",
 )
 @click.option(
     "--graph-opt",
@@ -130,6 +132,40 @@ Exit codes: 0 success; 2 bad usage, input or artifacts (one line on stderr);
     default="all",
     show_default=True,
     help="onnxruntime graph optimisation level.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="local",
+    show_default=True,
+    help="local = this process; ray = a Ray Data job (pip install 'movierec[ray]'): INPUT, "
+    "--exclude and OUTPUT may then be folders of Parquet files (OUTPUT without a .parquet, "
+    ".csv or .csv.gz ending is written as a folder with a _SUCCESS marker).",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    metavar="ADDR",
+    help="--engine ray: join this Ray cluster (HOST:PORT of its head node, or auto). "
+    "[default: $RAY_ADDRESS when set, as under 'ray job submit'; else a local Ray "
+    "instance on this machine]",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="--engine ray: scoring actors, each with one onnxruntime session. "
+    "[default: the cluster's CPUs // --threads-per-worker]",
+)
+@click.option(
+    "--threads-per-worker",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="T",
+    help="--engine ray: onnxruntime threads (and CPUs reserved) per actor; "
+    "N x T may not exceed the cluster's CPUs.",
 )
 @click.option(
     "--quiet",
@@ -152,6 +188,10 @@ def cli(
     batch_size: int,
     threads: int,
     graph_opt: str,
+    engine: str,
+    ray_address: str | None,
+    workers: int | None,
+    threads_per_worker: int,
     quiet: bool,
 ) -> None:
     """Score (user, movie) pairs of INPUT with an exported movierec model, no PyTorch.
@@ -179,8 +219,17 @@ def cli(
         quiet=quiet,
         all_movies=all_movies,
         exclude=exclude,
+        engine=engine,
+        ray_address=ray_address,
+        workers=workers,
+        threads_per_worker=threads_per_worker,
     )
-    (score_catalog if all_movies else score_file)(config)
+    if engine == "ray":
+        from serve_batch._ray import score_with_ray  # optional extra: imported on demand
+
+        score_with_ray(config)
+    else:
+        (score_catalog if all_movies else score_file)(config)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

@@ -12,6 +12,8 @@ FORMAT_VERSION = 1
 
 # --- file names inside the artifacts folder -------------------------------------------
 MODEL_FILE = "model.onnx"
+#: Optional second graph for catalog mode (top-k of a block of users x every movie).
+CATALOG_FILE = "catalog.onnx"
 MAPPING_FILE = "id_mapping.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.json"
@@ -33,6 +35,21 @@ OUTPUT_RANK = "rank_score"
 #: Name of the dynamic batch axis of every input and output.
 BATCH_AXIS = "batch"
 
+# --- catalog.onnx I/O (same user input name as model.onnx) ----------------------------
+#: Movies never to recommend, bool, shape ``[users, n_movies]`` (column = embedding row).
+INPUT_EXCLUDE = "exclude"
+#: How many movies to return per user, int64 scalar, ``1 <= k <= n_movies``.
+INPUT_K = "k"
+#: Embedding rows of each user's best movies, int64 ``[users, k]``, best first; equal
+#: scores in lower-row-first order (the ONNX TopK rule).
+OUTPUT_TOP_MOVIE = "top_movie_idx"
+#: Their ratings, float32 ``[users, k]``, clipped to the rating scale.
+OUTPUT_TOP_RATING = "top_rating"
+#: Their rank scores, float32 ``[users, k]``; ``-inf`` where the pair is excluded.
+OUTPUT_TOP_RANK = "top_rank_score"
+#: Name of the dynamic user axis of catalog.onnx.
+USERS_AXIS = "users"
+
 # --- metadata_props keys of model.onnx (all values are strings; JSON where noted) ----
 META_FORMAT_VERSION = "movierec.format_version"
 META_PACKAGE_VERSION = "movierec.package_version"
@@ -45,7 +62,9 @@ META_RATING_MIN = "movierec.rating_min"
 META_RATING_MAX = "movierec.rating_max"
 META_OPSET = "movierec.opset"
 META_CREATED_AT = "movierec.created_at"  # ISO 8601, UTC
-META_GRAPH = "movierec.graph"  # "folded" or "plain"
+META_GRAPH = "movierec.graph"  # "folded" or "plain"; "catalog" in catalog.onnx
+#: catalog.onnx only: SHA-256 of the model.onnx exported with it (they are used together).
+META_MODEL_SHA256 = "movierec.model_sha256"
 
 # --- id_mapping.json ------------------------------------------------------------------
 # {

@@ -5,6 +5,7 @@ import shutil
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pyarrow as pa
 import pytest
 import torch
 
@@ -157,3 +158,113 @@ def test_cli_exports_and_scorer_accepts(trained_artifacts, tmp_path):
     assert run_command(cli, ["--artifacts", str(art), "-q"]) == 0
     arts = load_artifacts(art / contract.MODEL_FILE, art / contract.MAPPING_FILE)
     assert arts.metadata[contract.META_OPSET] == "17"
+
+
+def test_catalog_graph_is_written_beside_the_model(exported):
+    opset, out, result = exported
+    assert result.catalog_path == out / contract.CATALOG_FILE
+    model = onnx.load(str(out / contract.CATALOG_FILE))
+    assert {o.domain: o.version for o in model.opset_import}[""] == opset
+    onnx.checker.check_model(model, full_check=True)
+    assert "TopK" in {n.op_type for n in model.graph.node}
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta[contract.META_GRAPH] == "catalog"
+    assert meta[contract.META_OPSET] == str(opset)
+    model_bytes = (out / contract.MODEL_FILE).read_bytes()
+    assert meta[contract.META_MODEL_SHA256] == hashlib.sha256(model_bytes).hexdigest()
+    mapping_bytes = (out / contract.MAPPING_FILE).read_bytes()
+    assert meta[contract.META_MAPPING_SHA256] == hashlib.sha256(mapping_bytes).hexdigest()
+    sess = ort.InferenceSession(
+        str(out / contract.CATALOG_FILE), providers=["CPUExecutionProvider"]
+    )
+    assert [i.name for i in sess.get_inputs()] == [
+        contract.INPUT_USER,
+        contract.INPUT_EXCLUDE,
+        contract.INPUT_K,
+    ]
+    assert [o.name for o in sess.get_outputs()] == [
+        contract.OUTPUT_TOP_MOVIE,
+        contract.OUTPUT_TOP_RATING,
+        contract.OUTPUT_TOP_RANK,
+    ]
+
+
+def test_catalog_graph_scores_like_pytorch(exported, trained_artifacts):
+    _, out, result = exported
+    names = [c.name for c in result.parity.checks if c.name.startswith("catalog")]
+    assert len(names) == 3 and names[-1].endswith("(table == pairs path)")
+    ckpt = load_checkpoint(trained_artifacts / contract.CHECKPOINT_FILE)
+    n_users, n_movies = ckpt.split.vocab.n_users, ckpt.split.vocab.n_movies
+    sess = ort.InferenceSession(
+        str(out / contract.CATALOG_FILE), providers=["CPUExecutionProvider"]
+    )
+    users = np.arange(n_users, dtype=np.int64)
+    exclude = np.random.default_rng(1).random((n_users, n_movies)) < 0.3
+    k = 7
+    rows, ratings, scores = sess.run(
+        None,
+        {
+            contract.INPUT_USER: users,
+            contract.INPUT_EXCLUDE: exclude,
+            contract.INPUT_K: np.array(k, dtype=np.int64),
+        },
+    )
+    assert rows.shape == ratings.shape == scores.shape == (n_users, k)
+    assert not np.take_along_axis(exclude, rows, axis=1).any()
+    assert (np.diff(scores, axis=1) <= 0).all()
+    with torch.no_grad():
+        want_rating, want_rank = ckpt.model.predict_with_rank(
+            torch.from_numpy(np.repeat(users, k)), torch.from_numpy(rows.reshape(-1))
+        )
+        all_rating, all_rank = ckpt.model.predict_with_rank(
+            torch.arange(n_users).repeat_interleave(n_movies),
+            torch.arange(n_movies).repeat(n_users),
+        )
+    np.testing.assert_allclose(ratings.reshape(-1), want_rating.numpy(), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(scores.reshape(-1), want_rank.numpy(), atol=1e-5, rtol=0)
+    best = np.where(exclude, -np.inf, all_rank.numpy().reshape(n_users, n_movies)).max(axis=1)
+    np.testing.assert_allclose(scores[:, 0], best, atol=1e-5, rtol=0)
+
+
+def test_scorer_uses_the_exported_catalog_graph(exported):
+    from serve_batch._catalog import score_user_block
+
+    _, out, _ = exported
+    with_graph = load_artifacts(out / contract.MODEL_FILE, out / contract.MAPPING_FILE)
+    without = load_artifacts(
+        out / contract.MODEL_FILE, out / contract.MAPPING_FILE, use_catalog=False
+    )
+    users = with_graph.users.ids
+    n_movies = len(with_graph.movies)
+    keys = np.unique(
+        np.random.default_rng(2).integers(0, users.size * n_movies, users.size * n_movies // 5)
+    )
+    for k in (1, 10, n_movies):
+        got = score_user_block(with_graph, users, keys, k, batch_size=4096)
+        want = score_user_block(without, users, keys, k, batch_size=4096)
+        cols = [contract.USER_COL, contract.RANK_COL, contract.MOVIE_COL, contract.COLD_START_COL]
+        assert got.select(cols).equals(want.select(cols))
+        np.testing.assert_allclose(
+            got.column(contract.PREDICTION_COL).to_numpy(),
+            want.column(contract.PREDICTION_COL).to_numpy(),
+            atol=1e-5,
+        )
+    assert with_graph.catalog is not None and without.catalog is None
+
+
+def test_failed_catalog_parity_publishes_nothing(trained_artifacts, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    real = export.parity.score_block_by_pairs
+
+    def reversed_ranks(*args, **kwargs):
+        table = real(*args, **kwargs)
+        return table.set_column(
+            2,
+            contract.MOVIE_COL,
+            pa.array(table.column(contract.MOVIE_COL).to_numpy()[::-1].copy()),
+        )
+
+    monkeypatch.setattr(export.parity, "score_block_by_pairs", reversed_ranks)
+    with pytest.raises(ParityError, match=r"catalog top-\d+ of \d+ users \(table == pairs path\)"):
+        run_export(ExportConfig(artifacts=trained_artifacts, output=out))
+    assert not any(p.name.endswith(".onnx") for p in out.iterdir())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_model import FakeArtifacts, build_fake_artifacts
+from fake_model import FakeArtifacts, build_fake_artifacts, build_fake_catalog
 
 from serve_batch import Artifacts, load_artifacts
 from serve_batch.cli import cli
@@ -22,6 +22,30 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> FakeArtifacts:
 def fake_ranked(tmp_path_factory: pytest.TempPathFactory) -> FakeArtifacts:
     """Like ``fake`` plus a ``rank_score`` output (a ranking head), as rec-export writes."""
     return build_fake_artifacts(tmp_path_factory.mktemp("ranked"), seed=5, rank_head=True)
+
+
+@pytest.fixture(scope="session")
+def fake_catalog(tmp_path_factory: pytest.TempPathFactory) -> FakeArtifacts:
+    """Like ``fake`` with a ``catalog.onnx`` beside the model."""
+    fake = build_fake_artifacts(tmp_path_factory.mktemp("with_catalog"))
+    build_fake_catalog(fake)
+    return fake
+
+
+@pytest.fixture(scope="session")
+def fake_ranked_catalog(tmp_path_factory: pytest.TempPathFactory) -> FakeArtifacts:
+    """Like ``fake_ranked`` with a ``catalog.onnx`` beside the model."""
+    fake = build_fake_artifacts(tmp_path_factory.mktemp("ranked_catalog"), seed=5, rank_head=True)
+    build_fake_catalog(fake)
+    return fake
+
+
+@pytest.fixture(params=["plain", "ranked"])
+def any_fake_catalog(request: pytest.FixtureRequest) -> FakeArtifacts:
+    """Each kind of model, with its catalog graph."""
+    return request.getfixturevalue(
+        "fake_catalog" if request.param == "plain" else "fake_ranked_catalog"
+    )
 
 
 @pytest.fixture(params=["plain", "ranked"])

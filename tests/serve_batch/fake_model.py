@@ -295,3 +295,114 @@ def read_table(path: Path) -> pa.Table:
 def list_dir(folder: Path) -> list[str]:
     """Every name in ``folder``, hidden temp files included."""
     return sorted(p.name for p in Path(folder).iterdir())
+
+
+def build_fake_catalog(
+    fake: FakeArtifacts,
+    path: Path | None = None,
+    *,
+    model_sha256: str | None = None,
+    mapping_sha256: str | None = None,
+    score_offset: np.ndarray | None = None,
+    n_movies: int | None = None,
+) -> Path:
+    """Write the catalog graph of ``fake`` (``catalog.onnx`` beside its model by default).
+
+    Scores every user row against every movie row with a MatMul (the pairs model uses
+    Mul + ReduceSum, so the two round differently, as real exports do), masks excluded
+    pairs to -inf and keeps the top K with TopK. ``score_offset`` (per movie row) is added
+    to the rank scores to mimic a graph that drifts from the model.
+    """
+    path = Path(path) if path is not None else fake.folder / contract.CATALOG_FILE
+    n = fake.Q.shape[0] if n_movies is None else n_movies
+    Q = np.resize(fake.Q, (n, fake.Q.shape[1]))
+    bm = np.resize(fake.bm, n)
+    inits = [
+        numpy_helper.from_array(fake.P, "P"),
+        numpy_helper.from_array(np.ascontiguousarray(Q.T), "QT"),
+        numpy_helper.from_array(fake.bu, "bu"),
+        numpy_helper.from_array(bm, "bm"),
+        numpy_helper.from_array(np.array(fake.bias, dtype=np.float32), "bias"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "k_shape"),
+        numpy_helper.from_array(np.array(RATING_MIN, dtype=np.float32), "rmin"),
+        numpy_helper.from_array(np.array(RATING_MAX, dtype=np.float32), "rmax"),
+        numpy_helper.from_array(np.array(-np.inf, dtype=np.float32), "neg_inf"),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["P", contract.INPUT_USER], ["pu"], axis=0),
+        helper.make_node("MatMul", ["pu", "QT"], ["dot"]),
+        helper.make_node("Gather", ["bu", contract.INPUT_USER], ["ub0"], axis=0),
+        helper.make_node("Unsqueeze", ["ub0", "axis1"], ["ub"]),
+        helper.make_node("Add", ["bias", "ub"], ["s1"]),
+        helper.make_node("Add", ["s1", "bm"], ["s2"]),
+        helper.make_node("Add", ["s2", "dot"], ["raw"]),
+        helper.make_node("Clip", ["raw", "rmin", "rmax"], ["rating"]),
+    ]
+    rank = "rating"
+    if fake.rank_head is not None:
+        R, S, c, mix = fake.rank_head
+        inits += [
+            numpy_helper.from_array(R, "R"),
+            numpy_helper.from_array(np.ascontiguousarray(np.resize(S, (n, S.shape[1])).T), "ST"),
+            numpy_helper.from_array(np.resize(c, n), "c"),
+            numpy_helper.from_array(np.array(mix, dtype=np.float32), "mix"),
+        ]
+        nodes += [
+            helper.make_node("Gather", ["R", contract.INPUT_USER], ["ru"], axis=0),
+            helper.make_node("MatMul", ["ru", "ST"], ["rdot"]),
+            helper.make_node("Add", ["rdot", "c"], ["r1"]),
+            helper.make_node("Mul", ["mix", "rating"], ["mixed"]),
+            helper.make_node("Add", ["r1", "mixed"], ["rank"]),
+        ]
+        rank = "rank"
+    if score_offset is not None:
+        inits.append(numpy_helper.from_array(score_offset.astype(np.float32), "offset"))
+        nodes.append(helper.make_node("Add", [rank, "offset"], ["shifted"]))
+        rank = "shifted"
+    nodes += [
+        helper.make_node("Where", [contract.INPUT_EXCLUDE, "neg_inf", rank], ["masked"]),
+        helper.make_node("Reshape", [contract.INPUT_K, "k_shape"], ["k1"]),
+        helper.make_node(
+            "TopK", ["masked", "k1"], [contract.OUTPUT_TOP_RANK, contract.OUTPUT_TOP_MOVIE], axis=1
+        ),
+        helper.make_node(
+            "GatherElements",
+            ["rating", contract.OUTPUT_TOP_MOVIE],
+            [contract.OUTPUT_TOP_RATING],
+            axis=1,
+        ),
+    ]
+    users = [contract.USERS_AXIS]
+    top = [contract.USERS_AXIS, "k"]
+    graph = helper.make_graph(
+        nodes,
+        "fake_catalog",
+        [
+            helper.make_tensor_value_info(contract.INPUT_USER, TensorProto.INT64, users),
+            helper.make_tensor_value_info(
+                contract.INPUT_EXCLUDE, TensorProto.BOOL, [contract.USERS_AXIS, n]
+            ),
+            helper.make_tensor_value_info(contract.INPUT_K, TensorProto.INT64, []),
+        ],
+        [
+            helper.make_tensor_value_info(contract.OUTPUT_TOP_MOVIE, TensorProto.INT64, top),
+            helper.make_tensor_value_info(contract.OUTPUT_TOP_RATING, TensorProto.FLOAT, top),
+            helper.make_tensor_value_info(contract.OUTPUT_TOP_RANK, TensorProto.FLOAT, top),
+        ],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    metadata = dict(fake.metadata)
+    metadata[contract.META_GRAPH] = "catalog"
+    metadata[contract.META_MAPPING_SHA256] = (
+        mapping_sha256 or hashlib.sha256(fake.mapping_path.read_bytes()).hexdigest()
+    )
+    metadata[contract.META_MODEL_SHA256] = (
+        model_sha256 or hashlib.sha256(fake.model_path.read_bytes()).hexdigest()
+    )
+    helper.set_model_props(model, metadata)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

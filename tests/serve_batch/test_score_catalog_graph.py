@@ -1,0 +1,214 @@
+"""Catalog mode through ``catalog.onnx``: the same tables as scoring every pair."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pandas as pd
+import pyarrow as pa
+import pytest
+from fake_model import build_fake_artifacts, build_fake_catalog, list_dir
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper
+from test_score_catalog import assert_same, brute_force_catalog, run_catalog
+
+import serve_batch._catalog as catalog_mod
+from serve_batch import ScoreConfig, contract, load_artifacts, score_catalog
+from serve_batch._catalog import score_block_by_pairs, score_user_block
+from serve_batch.errors import ArtifactError
+
+
+def random_exclusions(fake, n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "user_id": rng.choice(np.r_[fake.user_ids, [4]], n).astype(np.int64),
+            "movie_id": rng.choice(np.r_[fake.movie_ids, [5]], n).astype(np.int64),
+        }
+    )
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(st.data(), st.integers(1, 16), st.sampled_from([1, 15, 40, 1000]), st.integers(0, 3))
+def test_catalog_graph_gives_the_pairs_path_tables(
+    any_fake_catalog, tmp_path_factory, monkeypatch, data, k: int, batch_size: int, margin: int
+) -> None:
+    """With exclusions, exact ties (twin movies), unknown users and a margin small enough
+    that ties straddle the candidate boundary."""
+    fake = any_fake_catalog
+    monkeypatch.setattr(catalog_mod, "CATALOG_MARGIN", margin)
+    tmp_path = tmp_path_factory.mktemp("catg")
+    pool = fake.user_ids.tolist() + [424242]
+    users = data.draw(st.lists(st.sampled_from(pool), min_size=1, max_size=12))
+    exclude = random_exclusions(fake, data.draw(st.integers(0, 80)), seed=len(users))
+    got, manifest = run_catalog(
+        fake, tmp_path, users, exclude=exclude, top_k=k, batch_size=batch_size
+    )
+    assert_same(got, brute_force_catalog(fake, users, exclude, k))
+    assert manifest["catalog_graph"] == str(fake.folder / contract.CATALOG_FILE)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(st.integers(0, 13), min_size=1, max_size=10, unique=True),
+    st.integers(1, 15),
+    st.integers(0, 60),
+    st.integers(0, 2),
+)
+def test_score_user_block_matches_the_pairs_graph(
+    fake_ranked_catalog, monkeypatch, picks, k: int, n_excluded: int, margin: int
+) -> None:
+    fake = fake_ranked_catalog
+    monkeypatch.setattr(catalog_mod, "CATALOG_MARGIN", margin)
+    arts = load_artifacts(fake.model_path, fake.mapping_path, threads=1)
+    ids = np.r_[fake.user_ids, [9_999_999]]  # the last one is unknown
+    block = np.sort(ids[np.array(picks) % ids.size])
+    rng = np.random.default_rng(n_excluded)
+    keys = np.unique(rng.integers(0, block.size * fake.movie_ids.size, n_excluded))
+    got = score_user_block(arts, block, keys, k, batch_size=7)
+    want = score_block_by_pairs(arts, block, keys, k, batch_size=7)
+    names = [contract.USER_COL, contract.RANK_COL, contract.MOVIE_COL, contract.COLD_START_COL]
+    assert got.select(names).equals(want.select(names))
+    np.testing.assert_allclose(
+        got.column(contract.PREDICTION_COL).to_numpy(),
+        want.column(contract.PREDICTION_COL).to_numpy(),
+        atol=1e-5,
+    )
+    assert arts.catalog is not None
+
+
+def test_ties_rank_by_movie_id_not_by_embedding_row(fake_ranked_catalog) -> None:
+    """Twin movies (rows 0-2) score the same; rows are shuffled against IDs, so the
+    graph's lower-row-first TopK order differs from the table's lower-ID-first order."""
+    fake = fake_ranked_catalog
+    arts = load_artifacts(fake.model_path, fake.mapping_path, threads=1)
+    twins = fake.movie_ids[np.argsort(fake.movie_rows)[:3]]  # IDs of rows 0, 1, 2
+    for user in fake.user_ids:
+        table = score_user_block(arts, np.array([user]), None, len(fake.movie_ids), 1000)
+        order = [m for m in table.column(contract.MOVIE_COL).to_pylist() if m in twins]
+        assert order == sorted(twins.tolist())
+
+
+def test_onnxruntime_topk_puts_the_lower_index_first_on_ties() -> None:
+    """The ONNX rule the catalog graph documents (the scorer re-sorts by movie ID anyway)."""
+    graph = helper.make_graph(
+        [helper.make_node("TopK", ["x", "k"], ["v", "i"], axis=1)],
+        "topk",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8]),
+            helper.make_tensor_value_info("k", TensorProto.INT64, [1]),
+        ],
+        [
+            helper.make_tensor_value_info("v", TensorProto.FLOAT, [1, None]),
+            helper.make_tensor_value_info("i", TensorProto.INT64, [1, None]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.array([[1.0, 3.0, 2.0, 3.0, -np.inf, 3.0, 2.0, -np.inf]], dtype=np.float32)
+    _, idx = sess.run(None, {"x": x, "k": np.array([8])})
+    assert idx.tolist() == [[1, 3, 5, 2, 6, 0, 4, 7]]
+
+
+def test_a_graph_that_drifts_within_tolerance_still_gives_exact_tables(
+    tmp_path: Path, monkeypatch
+) -> None:
+    fake = build_fake_artifacts(tmp_path / "drift", seed=7, rank_head=True, n_movies=40)
+    offset = np.random.default_rng(3).uniform(-4e-4, 4e-4, 40)
+    build_fake_catalog(fake, score_offset=offset)
+    monkeypatch.setattr(catalog_mod, "CATALOG_MARGIN", 2)
+    arts = load_artifacts(fake.model_path, fake.mapping_path, threads=1)
+    for k in (1, 5, 20):
+        got = score_user_block(arts, fake.user_ids, None, k, batch_size=64)
+        want = score_block_by_pairs(arts, fake.user_ids, None, k, batch_size=64)
+        assert got.drop_columns([contract.PREDICTION_COL]).equals(
+            want.drop_columns([contract.PREDICTION_COL])
+        )
+
+
+def test_without_a_catalog_graph_every_pair_is_scored(fake_catalog, tmp_path: Path) -> None:
+    arts = load_artifacts(fake_catalog.model_path, fake_catalog.mapping_path, use_catalog=False)
+    assert arts.catalog is None and arts.catalog_path is None
+    users = fake_catalog.user_ids[:3]
+    table = score_user_block(arts, users, None, 4, batch_size=100)
+    with_graph = load_artifacts(fake_catalog.model_path, fake_catalog.mapping_path)
+    names = [contract.USER_COL, contract.RANK_COL, contract.MOVIE_COL]
+    assert table.select(names).equals(
+        score_user_block(with_graph, users, None, 4, batch_size=100).select(names)
+    )
+    with pytest.raises(ArtifactError, match="catalog graph not found"):
+        load_artifacts(
+            fake_catalog.model_path, fake_catalog.mapping_path, catalog_path=tmp_path / "x.onnx"
+        )
+
+
+def test_older_exports_without_catalog_onnx_still_score_catalogs(fake, tmp_path: Path) -> None:
+    assert not (fake.folder / contract.CATALOG_FILE).exists()
+    got, manifest = run_catalog(fake, tmp_path, fake.user_ids[:2].tolist(), top_k=3)
+    assert_same(got, brute_force_catalog(fake, fake.user_ids[:2], None, 3))
+    assert manifest["catalog_graph"] is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (dict(model_sha256="0" * 64), r"records model SHA-256 000000000000\.\.\..*another export"),
+        (dict(mapping_sha256="f" * 64), r"records ID mapping SHA-256 ffffffffffff"),
+        (dict(n_movies=16), "scores 16 movies but the ID mapping has 15"),
+    ],
+)
+def test_a_catalog_graph_of_another_export_is_refused(
+    fake, tmp_path: Path, change: dict, message: str
+) -> None:
+    folder = tmp_path / "art"
+    shutil.copytree(fake.folder, folder)
+    moved = build_fake_artifacts(folder)  # same seed: same files, now in ``folder``
+    build_fake_catalog(moved, **change)
+    users = tmp_path / "users.csv"
+    users.write_text("user_id\n" + "\n".join(map(str, fake.user_ids[:2])) + "\n")
+    out = tmp_path / "top.parquet"
+    with pytest.raises(ArtifactError, match=message):
+        score_catalog(ScoreConfig(input=users, output=out, artifacts=folder, all_movies=True))
+    assert list_dir(tmp_path) == ["art", "users.csv"]
+
+
+def test_catalog_graph_io_is_checked(fake, tmp_path: Path) -> None:
+    folder = tmp_path / "art"
+    moved = build_fake_artifacts(folder)
+    path = build_fake_catalog(moved)
+    model = onnx.load(str(path))
+    model.graph.output[0].name = "rows"
+    model.graph.node[-2].output[1] = "rows"
+    model.graph.node[-1].input[1] = "rows"
+    onnx.save(model, str(path))
+    arts = load_artifacts(moved.model_path, moved.mapping_path)
+    with pytest.raises(ArtifactError, match="expected inputs and outputs"):
+        score_user_block(arts, moved.user_ids[:1], None, 3, 100)
+
+
+def test_catalog_blocks_stay_in_block_order(fake_ranked_catalog) -> None:
+    """Unknown and known users interleaved: rows come back in the block's order."""
+    fake = fake_ranked_catalog
+    arts = load_artifacts(fake.model_path, fake.mapping_path)
+    block = np.array([fake.user_ids[0], 1_000_001, fake.user_ids[3], 1_000_005])
+    table = score_user_block(arts, block, None, 2, 50)
+    assert table.column(contract.USER_COL).to_pylist() == [
+        u for u in block.tolist() for _ in range(2)
+    ]
+    assert (
+        table.column(contract.COLD_START_COL).to_pylist()
+        == [False] * 2 + [True] * 2 + [False] * 2 + [True] * 2
+    )
+    assert isinstance(table, pa.Table)

@@ -1,0 +1,270 @@
+"""``--engine ray``: the same outputs as the local engine, on a local 2-CPU Ray instance.
+
+One Ray instance serves the whole module (starting one takes seconds); every Ray test
+compares against the local engine on the same input, so "identical" means bit for bit
+(Parquet tables compared with ``Table.equals``). Skipped only where Ray is not
+installed; the missing-extra message is tested without Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from fake_model import list_dir, write_table
+
+from serve_batch import ScoreConfig, score_catalog, score_file
+
+# Ray Data sets some of its own deprecated options internally; not this project's concern
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A local Ray instance with 2 CPUs for every test of this module, shut down after."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+    )
+    yield ray
+    ray.shutdown()
+
+
+def pairs_table(fake, n: int, seed: int, unknown: bool = True) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    users = np.r_[fake.user_ids, [1, 2, 99999]] if unknown else fake.user_ids
+    movies = np.r_[fake.movie_ids, [3, 88888]] if unknown else fake.movie_ids
+    return pa.table(
+        {
+            "user_id": rng.choice(users, n),
+            "movie_id": rng.choice(movies, n),
+            "rating": rng.integers(1, 6, n).astype(np.float32),
+            "note": [f"row-{i}" for i in range(n)],
+        }
+    )
+
+
+def read_parts(folder: Path) -> pa.Table:
+    """A folder output in part-file name order (= input order)."""
+    parts = sorted(folder.glob("part-*.parquet"))
+    assert parts and (folder / "_SUCCESS").exists()
+    return pa.concat_tables([pq.read_table(p) for p in parts])
+
+
+def assert_manifests_match(local: dict, ray: dict) -> None:
+    assert set(local) | {"engine"} == set(ray)
+    for key in ("rows_read", "rows_written", "unknown", "users", "pairs_scored", "exclude"):
+        assert local.get(key) == ray.get(key), key
+    assert local["model"]["sha256"] == ray["model"]["sha256"]
+    engine_options = {"input", "output", "engine", "ray_address", "workers", "threads_per_worker"}
+    for key in set(local["config"]) - engine_options:
+        assert local["config"][key] == ray["config"][key], key
+    assert ray["engine"]["name"] == "ray" and ray["engine"]["workers"] >= 1
+
+
+def test_pairs_with_top_k_match_local_engine_bit_for_bit(
+    ray_local, fake_ranked, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fallback for unknown IDs, a rank_score head with exact ties, one file read as
+    4 row groups by 4 read tasks (so 2 actors), each in blocks of 53 rows."""
+    import serve_batch._ray
+
+    monkeypatch.setattr(serve_batch._ray, "READ_TASK_ROWS", 100)
+    inp = tmp_path / "in.parquet"
+    pq.write_table(pairs_table(fake_ranked, 600, seed=1), inp, row_group_size=150)
+    kw = dict(artifacts=fake_ranked.folder, quiet=True, batch_size=53, top_k=4)
+    local = score_file(ScoreConfig(input=inp, output=tmp_path / "local.parquet", **kw))
+    ray = score_file_ray(inp, tmp_path / "ray.parquet", **kw)
+    assert pq.read_table(tmp_path / "ray.parquet").equals(pq.read_table(tmp_path / "local.parquet"))
+    assert pq.read_table(tmp_path / "ray.topk.parquet").equals(
+        pq.read_table(tmp_path / "local.topk.parquet")
+    )
+    assert_manifests_match(local, ray)
+    assert ray["metrics"]["rows"] == local["metrics"]["rows"]
+    assert ray["metrics"]["rmse"] == pytest.approx(local["metrics"]["rmse"], rel=1e-12)
+    assert ray["top_k"]["rows"] == local["top_k"]["rows"]
+    engine = ray["engine"]
+    assert engine["read_tasks"] == 4 and engine["workers"] == 2
+    assert engine["output_layout"] == "file"
+    on_disk = json.loads((tmp_path / "ray.parquet.manifest.json").read_text())
+    assert on_disk["engine"]["threads_per_worker"] == 1
+
+
+def test_folder_input_splitting_users_across_files_matches_local(
+    ray_local, fake_ranked, tmp_path: Path
+) -> None:
+    """Three Parquet files (one user's pairs in all of them) into a folder OUTPUT, with
+    --unknown skip: rows in input order, the top-k merged exactly across blocks."""
+    table = pairs_table(fake_ranked, 500, seed=2)
+    u = int(fake_ranked.user_ids[3])
+    users = table.column("user_id").to_numpy().copy()
+    users[[5, 240, 499]] = u  # this user appears in every file and in several blocks
+    table = table.set_column(0, "user_id", pa.array(users))
+    folder = tmp_path / "pairs"
+    (folder / "day=2").mkdir(parents=True)
+    pq.write_table(table.slice(0, 200), folder / "a.parquet")
+    pq.write_table(table.slice(200, 150), folder / "day=2" / "b.parquet")
+    pq.write_table(table.slice(350), folder / "day=2" / "c.parquet")
+    (folder / "_ignored.parquet").write_bytes(b"not parquet")  # hidden from the reader
+    single = write_table(tmp_path / "all.parquet", table)
+    kw = dict(artifacts=fake_ranked.folder, quiet=True, batch_size=37, top_k=3, on_unknown="skip")
+    local = score_file(ScoreConfig(input=single, output=tmp_path / "local.parquet", **kw))
+    ray = score_file_ray(folder, tmp_path / "scores", **kw)
+    assert read_parts(tmp_path / "scores").equals(pq.read_table(tmp_path / "local.parquet"))
+    top = read_parts(tmp_path / "scores.topk")
+    assert top.equals(pq.read_table(tmp_path / "local.topk.parquet"))
+    assert top.filter(pa.compute.equal(top.column("user_id"), u)).num_rows == 3
+    assert_manifests_match(local, ray)
+    assert ray["unknown"]["rows_skipped"] > 0
+    assert ray["engine"]["input_files"] == 3 and ray["engine"]["output_layout"] == "folder"
+    assert (tmp_path / "scores.manifest.json").exists()
+    assert not [n for n in list_dir(tmp_path) if n.startswith(".")]  # no temp left
+
+
+def test_catalog_with_exclude_via_cli_matches_local(
+    ray_local, run_cli, fake, tmp_path: Path
+) -> None:
+    """rec-score --engine ray --all-movies --exclude: the same top-k file, row for row,
+    for known users, a duplicate and an unknown user (fallback)."""
+    rng = np.random.default_rng(3)
+    users = write_table(
+        tmp_path / "users.parquet",
+        {"user_id": np.r_[fake.user_ids, fake.user_ids[:2], [424242]]},
+    )
+    rated = write_table(
+        tmp_path / "rated.csv",
+        {"user_id": rng.choice(fake.user_ids, 60), "movie_id": rng.choice(fake.movie_ids, 60)},
+    )
+    common = [users, "--all-movies", "--exclude", rated, "--top-k", "5", "--batch-size", "40"]
+    warning = f"{users}: 1 unknown users ranked by fallback movie means"
+    code, err = run_cli(common[0], tmp_path / "local.parquet", *common[1:])
+    assert code == 0 and err.startswith(warning) and len(err.splitlines()) == 1
+    code, err = run_cli(
+        common[0], tmp_path / "ray.parquet", *common[1:], "--engine", "ray", "--workers", "2"
+    )
+    assert code == 0 and err.startswith(warning) and len(err.splitlines()) == 1, err
+    local, ray = (pq.read_table(tmp_path / f"{n}.parquet") for n in ("local", "ray"))
+    assert ray.equals(local) and ray.num_rows == 5 * (fake.user_ids.size + 1)
+    manifests = [
+        json.loads((tmp_path / f"{n}.parquet.manifest.json").read_text()) for n in ("local", "ray")
+    ]
+    assert_manifests_match(*manifests)
+    assert manifests[1]["engine"]["blocks"] > 1  # users really were spread over blocks
+    assert manifests[1]["config"]["engine"] == "ray"
+
+
+def test_catalog_folder_output_and_unknown_error_policy(ray_local, fake, tmp_path: Path) -> None:
+    users = write_table(tmp_path / "users.csv", {"user_id": fake.user_ids[::-1]})
+    kw = dict(artifacts=fake.folder, quiet=True, batch_size=30, top_k=2, all_movies=True)
+    score_catalog(ScoreConfig(input=users, output=tmp_path / "local.parquet", **kw))
+    score_file_ray(users, tmp_path / "top", workers=1, **kw)
+    assert read_parts(tmp_path / "top").equals(pq.read_table(tmp_path / "local.parquet"))
+    # --unknown error fails on the driver, before any output exists
+    bad = write_table(tmp_path / "bad.csv", {"user_id": [fake.user_ids[0], 77777]})
+    from serve_batch.errors import DataError
+
+    with pytest.raises(DataError, match=r"1 of 2 distinct users .*first: 77777.*row 1"):
+        score_file_ray(bad, tmp_path / "none", **kw, on_unknown="error")
+    assert not (tmp_path / "none").exists()
+
+
+def test_errors_found_by_workers_exit_2_with_one_line_and_leave_no_output(
+    ray_local, run_cli, fake, tmp_path: Path
+) -> None:
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    pq.write_table(pairs_table(fake, 50, seed=4, unknown=False), folder / "a.parquet")
+    bad = pairs_table(fake, 50, seed=5, unknown=False)
+    movies = [str(m) for m in bad.column("movie_id").to_pylist()]
+    movies[17] = "x17"
+    pq.write_table(bad.set_column(1, "movie_id", pa.array(movies)), folder / "b.parquet")
+    out = tmp_path / "out"
+    code, err = run_cli(folder, out, "--engine", "ray", "--workers", "1")
+    assert code == 2, err
+    assert err.strip() == (
+        f"Error: {folder / 'b.parquet'}: column 'movie_id' row 17 (0-based data row): "
+        "expected an integer movie ID, got 'x17'"
+    )
+    # --unknown error: counted over the whole input, then the job fails
+    unknown = write_table(tmp_path / "u.parquet", pairs_table(fake, 80, seed=6))
+    code, err = run_cli(unknown, out, "--engine", "ray", "--unknown", "error", "--workers", "1")
+    assert code == 2 and err.startswith("Error: ") and len(err.strip().splitlines()) == 1
+    assert "rows have IDs missing from the ID mapping" in err
+    assert list_dir(tmp_path) == ["pairs", "u.parquet"]
+
+
+def test_ray_options_are_checked_before_any_work(
+    ray_local, run_cli, make_pairs, tmp_path: Path
+) -> None:
+    inp = write_table(tmp_path / "in.parquet", make_pairs(20))
+    out = tmp_path / "out.parquet"
+    for args, message in [
+        (["--workers", "2"], "--workers only applies to --engine ray"),
+        (["--engine", "ray", "--threads", "2"], "with --engine ray use --threads-per-worker"),
+        (["--engine", "ray", "--workers", "3"], "--workers 3 x --threads-per-worker 1 = 3 CPUs"),
+        (["--engine", "ray", "--threads-per-worker", "4"], "needs 4 CPUs per actor"),
+    ]:
+        code, err = run_cli(inp, out, *args)
+        assert code == 2 and message in err, err
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("not ours")
+    code, err = run_cli(inp, tmp_path / "mine", "--engine", "ray")
+    assert code == 2 and "is not a rec-score output (no _SUCCESS)" in err
+    code, err = run_cli(tmp_path / "mine", out)
+    assert code == 2 and "folders of Parquet files need --engine ray" in err
+    assert sorted(list_dir(tmp_path)) == ["in.parquet", "mine"]
+
+
+def test_missing_ray_extra_says_how_to_install(
+    run_cli, make_pairs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs without Ray too: ``import ray`` fails as it does where the extra is absent."""
+    monkeypatch.setitem(sys.modules, "ray", None)
+    inp = write_table(tmp_path / "in.parquet", make_pairs(20))
+    code, err = run_cli(inp, tmp_path / "out.parquet", "--engine", "ray")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("Error: --engine ray needs Ray, which is not installed")
+    assert 'pip install "movierec[ray]"' in err
+    assert list_dir(tmp_path) == ["in.parquet"]
+
+
+def score_file_ray(inp: Path, out: Path, **kw) -> dict:
+    from serve_batch._ray import score_with_ray
+
+    return score_with_ray(ScoreConfig(input=inp, output=out, engine="ray", **kw))
+
+
+def test_staged_folder_replaces_only_an_earlier_output(tmp_path: Path) -> None:
+    """Without Ray: the commit of folder outputs (temp folder, _SUCCESS, rename)."""
+    from serve_batch._ray import _StagedOutputs
+    from serve_batch.errors import UsageError
+
+    target = tmp_path / "out"
+    for run in ("first", "second"):
+        with _StagedOutputs() as outputs:
+            tmp = outputs.reserve_folder(target)
+            (tmp / "part-000000000000.parquet").write_text(run)
+            assert not (tmp / "_SUCCESS").exists()
+            outputs.commit()
+        assert (target / "part-000000000000.parquet").read_text() == run
+        assert (target / "_SUCCESS").exists()
+    assert list_dir(tmp_path) == ["out"]
+    with pytest.raises(RuntimeError), _StagedOutputs() as outputs:  # a failed job
+        (outputs.reserve_folder(tmp_path / "new") / "part.parquet").write_text("x")
+        raise RuntimeError("job failed")
+    assert list_dir(tmp_path) == ["out"]
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "data.txt").write_text("keep")
+    with pytest.raises(UsageError, match="not a rec-score output"), _StagedOutputs() as outputs:
+        outputs.reserve_folder(tmp_path / "theirs")
+    assert (tmp_path / "theirs" / "data.txt").read_text() == "keep"
