@@ -1,7 +1,7 @@
 """Scoring speed against the machine's limit, in one run: the numbers of issue 7.
 
     python bench/score.py [--artifacts DIR] [--seed-artifacts DIR] [--pairs 10000000]
-                          [--repeat 3]
+                          [--repeat 3] [--wait-idle SECONDS]
 
 ``--artifacts``: a rec-train output folder (default bench/results/artifacts, trained with
 the defaults on ../shared/data/ml-100k when it has no checkpoint). Its checkpoint is
@@ -30,6 +30,7 @@ import argparse
 import json
 import platform
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,30 @@ def roofline(n: int = 2048, repeat: int = 5) -> float:
     a @ b
     best = min(_timed(lambda: a @ b) for _ in range(repeat))
     return 2 * n**3 / best / 1e9
+
+
+def wait_for_idle(limit: float, busy_below: float = 0.15, calm: int = 3) -> bool:
+    """Wait up to ``limit`` seconds until the CPUs were under ``busy_below`` busy for
+    ``calm`` seconds in a row (other jobs on a shared machine); False if they never were."""
+
+    def sample() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split()[1:9]]
+        return values[3] + values[4], sum(values)
+
+    try:
+        idle0, total0 = sample()
+    except OSError:
+        return True
+    deadline, streak = time.monotonic() + limit, 0
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        idle1, total1 = sample()
+        busy = 1 - (idle1 - idle0) / max(total1 - total0, 1)
+        idle0, total0 = idle1, total1
+        streak = streak + 1 if busy < busy_below else 0
+        if streak >= calm:
+            return True
+    return False
 
 
 def _timed(fn) -> float:
@@ -162,6 +187,9 @@ def measure_model(name: str, folder: Path | None, args, roof: list[float]) -> di
     }
     times: dict[str, list[float]] = {key: [] for key in runs}
     for r in range(args.repeat):
+        if args.wait_idle:
+            calm = wait_for_idle(args.wait_idle)
+            print(f"  [{name}] round {r + 1}: CPUs {'idle' if calm else 'still busy'}", flush=True)
         roof.append(roofline())
         for key, run in runs.items():
             times[key].append(run())
@@ -277,6 +305,14 @@ def main() -> None:
     )
     parser.add_argument("--pairs", type=int, default=10_000_000, help="rows of the pairs file")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; the best is kept")
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="before each round, wait up to this long for the CPUs to go idle (shared "
+        "machines); 0: do not wait",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "score.json")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -300,6 +336,7 @@ def main() -> None:
             "threads": "all cores, one single-threaded onnxruntime call each",
         },
         "repeat": args.repeat,
+        "wait_idle_seconds": args.wait_idle,
         "roofline_gflops": best_roof,
         "roofline_all": roof,
         "models": models,
