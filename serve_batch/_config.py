@@ -14,7 +14,8 @@ from serve_batch.errors import UsageError
 UNKNOWN_POLICIES = ("fallback", "skip", "error")
 #: ``--graph-opt`` values, mapped to onnxruntime's GraphOptimizationLevel.
 GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "all")
-#: Rows per record batch read from the input and per onnxruntime call.
+#: Rows per record batch read, scored and written together (onnxruntime calls take at
+#: most ``serve_batch._session.RUN_ROWS`` of them at a time).
 DEFAULT_BATCH_SIZE = 65536
 #: Top-k of catalog mode when ``--top-k`` is not given.
 DEFAULT_CATALOG_TOP_K = 10

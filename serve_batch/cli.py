@@ -116,7 +116,8 @@ Exit codes: 0 success; 2 bad usage, input or artifacts (one line on stderr);
     type=click.IntRange(min=1),
     default=DEFAULT_BATCH_SIZE,
     show_default=True,
-    help="Pairs per record batch and per onnxruntime call (rows).",
+    help="Pairs per record batch read, scored and written together (rows); each "
+    "onnxruntime call takes at most 1024 of them.",
 )
 @click.option(
     "--threads",
