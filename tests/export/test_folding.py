@@ -24,9 +24,9 @@ VARIANTS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_folded_and_plain_graphs_compute_the_model(name):
-    torch.manual_seed(0)
+def random_model(name: str, seed: int) -> RecommenderNet:
+    """A ``VARIANTS[name]`` network with random weights, features and implicit pairs."""
+    torch.manual_seed(seed)
     model = RecommenderNet(VARIANTS[name]())
     c = model.config
     with torch.no_grad():
@@ -37,11 +37,17 @@ def test_folded_and_plain_graphs_compute_the_model(name):
             torch.randn(9, c.n_user_features), torch.randn(11, c.n_movie_features)
         )
     if c.implicit_nnz:
-        rng = np.random.default_rng(0)
+        rng = np.random.default_rng(seed)
         model.set_implicit(
             torch.from_numpy(rng.integers(0, 9, 20)), torch.from_numpy(rng.integers(0, 11, 20))
         )
     model.eval()
+    return model
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_folded_and_plain_graphs_compute_the_model(name):
+    model = random_model(name, seed=0)
     u = torch.randint(0, 9, (300,))
     m = torch.randint(0, 11, (300,))
     with torch.no_grad():
@@ -63,22 +69,7 @@ def test_folding_cuts_the_operations_of_the_notebook_network_about_4x():
 def test_catalog_net_scores_every_movie_and_keeps_the_top_k(name):
     from export.folding import CatalogNet
 
-    torch.manual_seed(1)
-    model = RecommenderNet(VARIANTS[name]())
-    c = model.config
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.4)
-        model.rank_mix.fill_(0.7)
-        model.set_side_features(
-            torch.randn(9, c.n_user_features), torch.randn(11, c.n_movie_features)
-        )
-    if c.implicit_nnz:
-        rng = np.random.default_rng(1)
-        model.set_implicit(
-            torch.from_numpy(rng.integers(0, 9, 20)), torch.from_numpy(rng.integers(0, 11, 20))
-        )
-    model.eval()
+    model = random_model(name, seed=1)
     net = CatalogNet(model)
     users = torch.tensor([0, 4, 8, 4])
     with torch.no_grad():
