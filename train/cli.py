@@ -24,8 +24,8 @@ Split: IDs are mapped to consecutive indices, then train_test_split(test_size,
 random_state=SEED) and the rest halved into validation and test (70/15/15).
 \b
 Options left unset take the preset of --arch:
-  hybrid: epochs 40, batch 2048, lr 4e-3, embedding 32, hidden 64, factors 128,
-          reg 0.05, weight decay 1e-3, patience 2, rank factors 64, rank weight 1,
+  hybrid: epochs 40, batch 2048, lr 4e-3, embedding 32, hidden 64, factors 64,
+          reg 0.05, weight decay 1e-3, patience 2, rank factors 32, rank weight 1,
           implicit on, side features off, ema 0
   seed:   epochs 6, batch 64, lr 5e-4, embedding 100, hidden 128,64, no factors,
           biases, ranking head or implicit terms (the notebook's network)

@@ -44,11 +44,11 @@ class TrainConfig:
     lr: float = 4e-3
     embedding_dim: int = 32
     hidden: tuple[int, ...] = (64,)
-    factors: int = 128
+    factors: int = 64
     reg: float = 0.05
     weight_decay: float = 1e-3
     patience: int = 2
-    rank_factors: int = 64
+    rank_factors: int = 32
     rank_weight: float = 1.0
     side_features: bool = False
     implicit: bool = True

@@ -41,7 +41,7 @@ class ModelConfig:
     arch: str = "hybrid"
     embedding_dim: int = 32  # MLP-branch embedding width (per side)
     hidden: tuple[int, ...] = (64,)
-    factors: int = 128  # dot-product branch width; 0 disables the branch
+    factors: int = 64  # dot-product branch width; 0 disables the branch
     use_bias: bool = True
     bounded: bool = True
     rating_min: float = 1.0

@@ -200,3 +200,32 @@ def test_cli_end_to_end(synthetic_ml100k, tmp_path):
     assert code == 0
     metrics = json.loads((out / contract.METRICS_FILE).read_text())
     assert metrics["config"]["hidden"] == [8] and metrics["epochs_run"] == 2
+
+
+def test_deterministic_algorithms_are_on_while_training_and_restored_after():
+    import torch
+
+    from train.loop import deterministic_algorithms
+
+    before = torch.are_deterministic_algorithms_enabled()
+    with deterministic_algorithms():
+        assert torch.are_deterministic_algorithms_enabled()
+    assert torch.are_deterministic_algorithms_enabled() == before
+
+
+def test_choose_rank_mix_scores_once_and_agrees_with_one_pass_per_mix(trained_artifacts):
+    from train.pipeline import RANK_MIX_GRID, choose_rank_mix, score_users_fn
+
+    ckpt = load_checkpoint(trained_artifacts / contract.CHECKPOINT_FILE)
+    model, split = ckpt.model, ckpt.split
+    assert model.config.rank_factors
+    per_mix = {}
+    for mix in RANK_MIX_GRID:  # the obvious way: set the mix, score and rank every user
+        model.rank_mix.fill_(mix)
+        per_mix[mix] = ranking_metrics(
+            split, score_users_fn(model, split.vocab.n_movies), target="val"
+        )["ndcg@10"]
+    got = choose_rank_mix(model, split)
+    assert got["val_ndcg@10"] == {str(m): pytest.approx(v, abs=1e-12) for m, v in per_mix.items()}
+    assert float(model.rank_mix) == got["chosen"]
+    assert got["chosen"] == max(per_mix, key=lambda m: (per_mix[m], -m))
