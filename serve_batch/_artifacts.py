@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,33 +244,46 @@ class Artifacts:
         ratings = np.empty(n, dtype=np.float32)
         ranks = np.empty(n, dtype=np.float32) if self.has_rank_score else ratings
         step = max(1, min(batch_size, self.run_rows))
-        starts = range(0, n, step)
+        session, outputs, has_rank = self._session, self._outputs, self.has_rank_score
 
-        def run(start: int) -> None:
-            stop = min(start + step, n)
-            got = self._session.run(
-                self._outputs,
-                {
-                    contract.INPUT_USER: user_rows[start:stop],
-                    contract.INPUT_MOVIE: movie_rows[start:stop],
-                },
-            )
-            for name, value in zip(self._outputs, got, strict=True):
-                if value.size != stop - start:
-                    raise ArtifactError(
-                        f"{self.model_path}: output {name!r} has shape {list(value.shape)} "
-                        f"for a batch of {stop - start} pairs, expected [{stop - start}]"
-                    )
-            ratings[start:stop] = got[0].reshape(-1)
-            if self.has_rank_score:
-                ranks[start:stop] = got[1].reshape(-1)
+        def run_span(first: int, last: int) -> None:
+            """Score rows ``first:last`` in calls of ``step`` pairs (one thread)."""
+            for start in range(first, last, step):
+                stop = min(start + step, last)
+                got = session.run(
+                    outputs,
+                    {
+                        contract.INPUT_USER: user_rows[start:stop],
+                        contract.INPUT_MOVIE: movie_rows[start:stop],
+                    },
+                )
+                for name, value in zip(outputs, got, strict=True):
+                    if value.size != stop - start:
+                        raise ArtifactError(
+                            f"{self.model_path}: output {name!r} has shape "
+                            f"{list(value.shape)} for a batch of {stop - start} pairs, "
+                            f"expected [{stop - start}]"
+                        )
+                ratings[start:stop] = got[0].reshape(-1)
+                if has_rank:
+                    ranks[start:stop] = got[1].reshape(-1)
 
-        if self.workers > 1 and len(starts) > 1:
-            for _ in self._thread_pool().map(run, starts):
-                pass
+        calls = -(-n // step)
+        if self.workers > 1 and calls > 1:
+            # One contiguous span of whole calls per thread, one task each: a task per call
+            # cost a quarter of the throughput in scheduling (bench/score.py, 2 cores:
+            # 4.4M pairs/s with a task per call, 5.7M with a span per thread).
+            spans = min(self.workers, calls)
+            bounds = [min(n, step * (calls * i // spans)) for i in range(spans + 1)]
+            tasks = [
+                self._thread_pool().submit(run_span, a, b)
+                for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+            ]
+            futures.wait(tasks)  # every span finishes before an error is raised
+            for task in tasks:
+                task.result()
         else:
-            for start in starts:
-                run(start)
+            run_span(0, n)
         lo, hi = self._rating_scale
         np.clip(ratings, lo, hi, out=ratings)  # the graph clips already; this guards odd exports
         return ratings, ranks

@@ -16,6 +16,7 @@ from serve_batch._artifacts import SHOW_IDS, Artifacts, load_artifacts
 from serve_batch._config import ScoreConfig, check_config
 from serve_batch._ids import convert_id_column
 from serve_batch._io import (
+    ROW_GROUP_ROWS,
     AtomicOutputs,
     BackgroundWriter,
     Prefetch,
@@ -170,7 +171,10 @@ class _PairsRun:
             self._stream(self.reader.iter_batches(), writer)
             return
         batches = Prefetch(self.reader.iter_batches())
-        out = BackgroundWriter(writer)
+        # room for a whole row group while the writer encodes the previous one, so that
+        # scoring never waits on it (bench/score.py)
+        depth = max(2, ROW_GROUP_ROWS // max(1, self.config.batch_size) + 1)
+        out = BackgroundWriter(writer, depth=depth)
         try:
             self._stream(batches, out)
         except BaseException:

@@ -74,6 +74,23 @@ def test_batch_size_does_not_change_scores(fake, arts: Artifacts, batch_size: in
     np.testing.assert_allclose(got, ref, atol=1e-6)
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("n", [1, 5, 1000, 2047])
+def test_threads_split_the_rows_without_changing_scores(fake_ranked, threads, n) -> None:
+    """Each thread scores one contiguous span of calls; every row is scored exactly once."""
+    one = load_artifacts(fake_ranked.model_path, fake_ranked.mapping_path, threads=1)
+    many = load_artifacts(fake_ranked.model_path, fake_ranked.mapping_path, threads=threads)
+    assert many.workers == threads
+    many.run_rows = one.run_rows = 64  # many calls per span, a short last call
+    rng = np.random.default_rng(n)
+    users = rng.choice(fake_ranked.user_ids, n)
+    movies = rng.choice(fake_ranked.movie_ids, n)
+    ref = one.predict_ids(users, movies)
+    got = many.predict_ids(users, movies)
+    np.testing.assert_array_equal(got.ratings, ref.ratings)
+    np.testing.assert_array_equal(got.rank_scores, ref.rank_scores)
+
+
 def test_fallback_follows_the_documented_rule(fake, arts: Artifacts) -> None:
     u_known, m_known = int(fake.user_ids[3]), int(fake.movie_ids[4])
     users = np.array([u_known, 999_999, u_known, 999_999])
