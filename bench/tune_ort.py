@@ -157,6 +157,16 @@ def main() -> None:
             rep,
         ),
     )
+    # 2b. the same on every core, side by side (how rec-score runs)
+    record(
+        f"pairs_per_call ({cores} calls side by side)",
+        sweep(
+            {str(n): (lambda n=n: load(folded, 0, "calls", run_rows=n)) for n in sizes[1:5]},
+            users,
+            movies,
+            rep,
+        ),
+    )
     # 3. how to use the cores: side-by-side single-threaded calls vs intra-op threads
     thread_cfgs = {"1 thread": lambda: load(folded, 1, "calls")}
     for n in sorted({2, cores}):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -91,6 +92,8 @@ class Artifacts:
         #: onnxruntime intra-op threads of the session (None: onnxruntime's default).
         self.intra_op_threads = intra_op_threads
         self._pool: ThreadPoolExecutor | None = None
+        self._warmed_rows = 0
+        self._warm_lock = threading.Lock()
         self.has_rank_score = has_rank_output(session)
         self._outputs = [contract.OUTPUT_RATING] + (
             [contract.OUTPUT_RANK] if self.has_rank_score else []
@@ -244,6 +247,7 @@ class Artifacts:
         ratings = np.empty(n, dtype=np.float32)
         ranks = np.empty(n, dtype=np.float32) if self.has_rank_score else ratings
         step = max(1, min(batch_size, self.run_rows))
+        self._warm_up(self.run_rows)
         session, outputs, has_rank = self._session, self._outputs, self.has_rank_score
 
         def run_span(first: int, last: int) -> None:
@@ -287,6 +291,23 @@ class Artifacts:
         lo, hi = self._rating_scale
         np.clip(ratings, lo, hi, out=ratings)  # the graph clips already; this guards odd exports
         return ratings, ranks
+
+    def _warm_up(self, rows: int) -> None:
+        """Make the session's first call a full one of ``rows`` pairs (row 0 of each table).
+
+        onnxruntime plans its memory for the first shape it runs; when that call was
+        smaller than the calls that follow (the first CSV block, a catalog re-score),
+        every later call of ``run_rows`` pairs measured about 30% slower for the rest of
+        the run (4.1 against 6.0 M pairs/s on 2 cores)."""
+        if self._warmed_rows:
+            return
+        with self._warm_lock:
+            if not self._warmed_rows:
+                zeros = np.zeros(rows, dtype=np.int64)
+                self._session.run(
+                    self._outputs, {contract.INPUT_USER: zeros, contract.INPUT_MOVIE: zeros}
+                )
+                self._warmed_rows = rows
 
     def _thread_pool(self) -> ThreadPoolExecutor:
         if self._pool is None:

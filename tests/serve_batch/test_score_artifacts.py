@@ -91,6 +91,32 @@ def test_threads_split_the_rows_without_changing_scores(fake_ranked, threads, n)
     np.testing.assert_array_equal(got.rank_scores, ref.rank_scores)
 
 
+def test_the_sessions_first_call_is_a_full_one(fake_ranked) -> None:
+    """onnxruntime plans memory for its first shape: a small first call slowed every
+    later full call (see ``Artifacts._warm_up``)."""
+    arts = load_artifacts(fake_ranked.model_path, fake_ranked.mapping_path, threads=1)
+    seen = []
+    real = arts._session
+
+    class Recording:
+        def run(self, outputs, feed):
+            seen.append(len(feed[contract.INPUT_USER]))
+            return real.run(outputs, feed)
+
+    arts._session = Recording()
+    arts.run_rows = 256
+    ref = arts.predict_ids(fake_ranked.user_ids[:3], fake_ranked.movie_ids[:3])
+    assert seen == [256, 3]
+    arts.predict_ids(fake_ranked.user_ids[:3], fake_ranked.movie_ids[:3])
+    assert seen == [256, 3, 3]  # once per Artifacts
+    np.testing.assert_array_equal(
+        ref.ratings,
+        load_artifacts(fake_ranked.model_path, fake_ranked.mapping_path)
+        .predict_ids(fake_ranked.user_ids[:3], fake_ranked.movie_ids[:3])
+        .ratings,
+    )
+
+
 def test_fallback_follows_the_documented_rule(fake, arts: Artifacts) -> None:
     u_known, m_known = int(fake.user_ids[3]), int(fake.movie_ids[4])
     users = np.array([u_known, 999_999, u_known, 999_999])
