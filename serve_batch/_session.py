@@ -13,13 +13,15 @@ from serve_batch.errors import ArtifactError
 PROVIDERS = ["CPUExecutionProvider"]
 
 #: Pairs per onnxruntime call of the pairs graph (at most): small enough that one call's
-#: intermediate arrays stay in the CPU caches. bench/tune_ort.py, one thread, ml-100k
-#: default model: 1024 pairs 2.55 M pairs/s; 512: 2.13; 2048: 2.43; 8192: 1.77; 32768: 1.62.
-RUN_ROWS = 1024
+#: intermediate arrays stay in the CPU caches. bench/tune_ort.py, ml-100k default model,
+#: 2 calls side by side: 2048 pairs 7.65 M pairs/s; 1024: 6.49; 4096: 7.03; 512: 5.49
+#: (one thread: 2048 3.90; 1024 3.42; 32768 2.36). rec-score end to end, 10M pairs,
+#: best of 4: 2048 4.09 M pairs/s; 1024 3.80; 4096 4.04.
+RUN_ROWS = 2048
 #: How the scoring threads are used: "calls" runs that many single-threaded onnxruntime
 #: calls side by side; "intra" gives one call that many intra-op threads. Measured on 2
-#: cores (bench/tune_ort.py): 2 calls side by side 3.29 M pairs/s, 2 intra-op threads
-#: 2.48-2.62 (2048-16384 pairs per call), 1 thread 2.25.
+#: cores (bench/tune_ort.py): 2 calls side by side 6.19 M pairs/s, 2 intra-op threads
+#: 2.49-4.21 (1024-65536 pairs per call), 1 thread 3.07.
 PARALLELISM = "calls"
 
 

@@ -19,6 +19,7 @@ from serve_batch._config import (
     ScoreConfig,
 )
 from serve_batch._pairs import score_file
+from serve_batch._session import RUN_ROWS
 from serve_batch.cli_support import run_command, setup_logging
 
 _EPILOG = """\b
@@ -117,7 +118,7 @@ Exit codes: 0 success; 2 bad usage, input or artifacts (one line on stderr);
     default=DEFAULT_BATCH_SIZE,
     show_default=True,
     help="Pairs per record batch read, scored and written together (rows); each "
-    "onnxruntime call takes at most 1024 of them.",
+    f"onnxruntime call takes at most {RUN_ROWS} of them.",
 )
 @click.option(
     "--threads",
