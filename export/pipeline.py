@@ -19,8 +19,8 @@ from export.onnx_export import export_catalog_onnx, export_onnx
 from export.opsets import check_opset
 from export.parity import ParityReport, check_parity
 from serve_batch import contract, load_artifacts
+from serve_batch.atomic import atomic_path, temp_path_beside
 from serve_batch.errors import ParityError, UsageError
-from train.atomic import temp_path_beside
 from train.checkpoint import Checkpoint, load_checkpoint, package_version, utc_now
 
 log = logging.getLogger(__name__)
@@ -157,10 +157,5 @@ def write_report(
         "metadata": metadata,
         "onnxruntime": ort.__version__,
     }
-    tmp = temp_path_beside(path)
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()

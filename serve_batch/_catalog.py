@@ -22,7 +22,6 @@ from serve_batch._catalog_graph import CatalogGraph
 from serve_batch._config import DEFAULT_CATALOG_TOP_K, ScoreConfig, check_config
 from serve_batch._ids import convert_id_column
 from serve_batch._io import (
-    AtomicOutputs,
     TableWriter,
     check_distinct_paths,
     check_input_file,
@@ -31,6 +30,7 @@ from serve_batch._io import (
 )
 from serve_batch._manifest import build_manifest, manifest_path, write_manifest
 from serve_batch._topk import TOPK_SCHEMA, build_topk_table, select_block_top_k
+from serve_batch.atomic import AtomicOutputs
 from serve_batch.errors import DataError
 
 log = logging.getLogger(__name__)

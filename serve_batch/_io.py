@@ -9,10 +9,7 @@ a failed or killed run never leaves a half-written OUTPUT (a previous one surviv
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
-import secrets
-import signal
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -339,65 +336,3 @@ class Prefetch:
             while True:
                 self._queue.get_nowait()
         self._thread.join()
-
-
-class AtomicOutputs:
-    """Hidden temp files beside each target, renamed into place together on success.
-
-    Use as a context manager: on any exception (or SIGTERM turned into one) the temps
-    are deleted and the targets are untouched. A SIGKILL can leave a hidden
-    ``.NAME.tmp-PID-RAND`` behind but never a partial target.
-    """
-
-    def __init__(self) -> None:
-        self._pending: list[tuple[Path, Path]] = []
-
-    def __enter__(self) -> AtomicOutputs:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            self.discard()
-
-    def reserve(self, target: Path) -> Path:
-        """Create and return the temp path for ``target`` (fails early if unwritable)."""
-        target = Path(target)
-        folder = target.parent
-        if not folder.exists():
-            raise UsageError(f"{target}: output folder {folder} does not exist")
-        if not folder.is_dir():
-            raise UsageError(f"{target}: {folder} is not a folder")
-        if target.is_dir():
-            raise UsageError(f"{target}: is a folder, expected a file path")
-        tmp = folder / f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-        try:
-            with open(tmp, "xb"):
-                pass
-        except OSError as exc:
-            raise UsageError(
-                f"{target}: cannot write to folder {folder} ({exc.strerror or exc})"
-            ) from exc
-        self._pending.append((tmp, target))
-        return tmp
-
-    def commit(self) -> None:
-        """Rename every temp onto its target (in reservation order).
-
-        SIGTERM and SIGINT wait until the renames are done, so an interrupted run never
-        leaves OUTPUT renamed without its top-k table or manifest.
-        """
-        held = {signal.SIGTERM, signal.SIGINT}
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-        try:
-            for tmp, target in self._pending:
-                os.replace(tmp, target)
-            self._pending.clear()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-    def discard(self) -> None:
-        """Delete the temps; targets stay as they were."""
-        for tmp, _ in self._pending:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-        self._pending.clear()

@@ -17,7 +17,6 @@ from serve_batch._config import ScoreConfig, check_config
 from serve_batch._ids import convert_id_column
 from serve_batch._io import (
     ROW_GROUP_ROWS,
-    AtomicOutputs,
     BackgroundWriter,
     Prefetch,
     TableReader,
@@ -30,6 +29,7 @@ from serve_batch._io import (
 )
 from serve_batch._manifest import ErrorMetrics, build_manifest, manifest_path, write_manifest
 from serve_batch._topk import TOPK_SCHEMA, TopKAccumulator
+from serve_batch.atomic import AtomicOutputs
 from serve_batch.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)

@@ -68,7 +68,6 @@ from serve_batch._config import DEFAULT_CATALOG_TOP_K, ScoreConfig, check_config
 from serve_batch._ids import convert_id_column
 from serve_batch._io import (
     FORMATS,
-    AtomicOutputs,
     TableReader,
     TableWriter,
     check_distinct_paths,
@@ -80,6 +79,7 @@ from serve_batch._io import (
 from serve_batch._manifest import ErrorMetrics, build_manifest, manifest_path, write_manifest
 from serve_batch._pairs import UnknownTally, _PairsRun
 from serve_batch._topk import TOPK_SCHEMA, TopKAccumulator, select_top_k
+from serve_batch.atomic import AtomicOutputs
 from serve_batch.errors import ArtifactError, DataError, MovieRecError, UsageError
 
 log = logging.getLogger(__name__)

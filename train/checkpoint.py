@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from serve_batch.atomic import atomic_path
 from serve_batch.errors import ArtifactError
-from train.atomic import atomic_path
 from train.model import ModelConfig, RecommenderNet
 from train.split import Part, Split, Vocabulary
 

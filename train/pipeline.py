@@ -12,8 +12,8 @@ import pandas as pd
 import torch
 
 from serve_batch import contract
+from serve_batch.atomic import atomic_path
 from serve_batch.errors import UsageError
-from train.atomic import atomic_path
 from train.checkpoint import Checkpoint, package_version, save_checkpoint, utc_now
 from train.config import TrainConfig
 from train.data import MovieLensData, load_movielens, resolve_data_path

@@ -81,3 +81,22 @@ def test_sigterm_cleans_up_its_temp_files(fake, tmp_path: Path) -> None:
     assert proc.returncode == 128 + signal.SIGTERM
     assert out.read_bytes() == b"previous output"
     assert list_dir(tmp_path) == ["in.parquet", "out.parquet"]
+
+
+def test_atomic_path_replaces_whole_or_leaves_the_target_alone(tmp_path: Path) -> None:
+    from serve_batch.atomic import atomic_path
+
+    target = tmp_path / "metrics.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash mid-write")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]  # no temp left
+    with atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".metrics.json.tmp-")
+        tmp.write_text("new")
+    assert target.read_text() == "new"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask  # not private like mkstemp's

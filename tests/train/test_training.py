@@ -40,7 +40,7 @@ def test_artifacts_written(trained_artifacts):
     ):
         assert (trained_artifacts / name).stat().st_size > 0, name
     assert (trained_artifacts / contract.CURVES_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not list(trained_artifacts.glob(".*tmp"))
+    assert not list(trained_artifacts.glob(".*.tmp-*"))
 
 
 def test_checkpoint_round_trip(trained_artifacts):
