@@ -10,7 +10,7 @@ import click
 
 from export.config import DEFAULT_OPSET, GRAPHS, PARITY_ATOL, PARITY_RANDOM_PAIRS, ExportConfig
 from serve_batch import contract
-from serve_batch.cli_support import run_command, setup_logging
+from serve_batch.cli_support import artifacts_option, quiet_option, run_command, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +35,7 @@ output, unsupported opset, or failed parity (one line on stderr); 1 bug.
     epilog=_EPILOG,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-@click.option(
-    "--artifacts",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("artifacts"),
-    show_default=True,
-    help=f"Folder holding {contract.CHECKPOINT_FILE} from rec-train.",
-)
+@artifacts_option(f"Folder holding {contract.CHECKPOINT_FILE} from rec-train.")
 @click.option(
     "--opset",
     type=int,
@@ -74,7 +68,7 @@ output, unsupported opset, or failed parity (one line on stderr); 1 bug.
     show_default=True,
     help="Largest absolute rating difference allowed between PyTorch and ONNX.",
 )
-@click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors (for cron).")
+@quiet_option()
 def cli(
     artifacts: Path, opset: int, output: Path | None, graph: str, atol: float, quiet: bool
 ) -> None:

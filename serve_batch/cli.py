@@ -20,7 +20,7 @@ from serve_batch._config import (
 )
 from serve_batch._pairs import score_file
 from serve_batch._session import RUN_ROWS
-from serve_batch.cli_support import run_command, setup_logging
+from serve_batch.cli_support import artifacts_option, quiet_option, run_command, setup_logging
 
 _EPILOG = """\b
 Files: INPUT, OUTPUT and the other tables are Parquet or CSV, chosen by the
@@ -50,13 +50,7 @@ Exit codes: 0 success; 2 bad usage, input or artifacts (one line on stderr);
     type=click.Path(exists=True, path_type=Path),  # a folder only with --engine ray
 )
 @click.argument("output", metavar="OUTPUT", type=click.Path(path_type=Path))
-@click.option(
-    "--artifacts",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("artifacts"),
-    show_default=True,
-    help=f"Folder with {contract.MODEL_FILE} and {contract.MAPPING_FILE} from rec-export.",
-)
+@artifacts_option(f"Folder with {contract.MODEL_FILE} and {contract.MAPPING_FILE} from rec-export.")
 @click.option(
     "--user-col",
     default=contract.USER_COL,
@@ -169,12 +163,9 @@ Exit codes: 0 success; 2 bad usage, input or artifacts (one line on stderr);
     help="--engine ray: onnxruntime threads (and CPUs reserved) per actor; "
     "N x T may not exceed the cluster's CPUs.",
 )
-@click.option(
-    "--quiet",
-    "-q",
-    is_flag=True,
-    help="Warnings and errors only, no progress bar (for cron). The bar is also off when "
-    "stderr is not a terminal.",
+@quiet_option(
+    "Warnings and errors only, no progress bar (for cron). The bar is also off when "
+    "stderr is not a terminal."
 )
 def cli(
     input_path: Path,

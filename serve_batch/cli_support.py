@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+from collections.abc import Callable
+from pathlib import Path
 
 import click
 
@@ -17,6 +19,25 @@ from serve_batch.errors import MovieRecError
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1
 EXIT_BAD_INPUT = 2
+
+#: The folder every stage reads from and writes to unless ``--artifacts`` says otherwise.
+DEFAULT_ARTIFACTS = Path("artifacts")
+
+
+def artifacts_option(help: str) -> Callable:
+    """``--artifacts DIR``, the same option on every command (``help`` says what it holds)."""
+    return click.option(
+        "--artifacts",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=DEFAULT_ARTIFACTS,
+        show_default=True,
+        help=help,
+    )
+
+
+def quiet_option(help: str = "Only warnings and errors (for cron).") -> Callable:
+    """``--quiet``/``-q``, the same flag on every command."""
+    return click.option("--quiet", "-q", is_flag=True, help=help)
 
 
 def run_command(command: click.Command, args: list[str] | None = None) -> int:

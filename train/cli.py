@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from serve_batch import contract
-from serve_batch.cli_support import run_command, setup_logging
+from serve_batch.cli_support import artifacts_option, quiet_option, run_command, setup_logging
 from train.config import PRESETS, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -64,13 +64,7 @@ def _parse_hidden(ctx: click.Context, param: click.Parameter, value: str | None)
     help="MovieLens folder (any of the three layouts). [default: $MOVIEREC_DATA, "
     "else the cached ml-100k download]",
 )
-@click.option(
-    "--artifacts",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("artifacts"),
-    show_default=True,
-    help="Output folder for the checkpoint, metrics and plots.",
-)
+@artifacts_option("Output folder for the checkpoint, metrics and plots.")
 @click.option(
     "--arch",
     type=click.Choice(sorted(PRESETS)),
@@ -183,7 +177,7 @@ def _parse_hidden(ctx: click.Context, param: click.Parameter, value: str | None)
     default=None,
     help="PyTorch CPU threads. [default: PyTorch's choice]",
 )
-@click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors (for cron).")
+@quiet_option()
 def cli(arch: str, quiet: bool, **options) -> None:
     """Train RecommenderNet on MovieLens and keep the best checkpoint and its metrics."""
     from train.pipeline import run_training  # imports torch: keep --help fast
