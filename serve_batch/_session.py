@@ -82,6 +82,7 @@ def open_session(model_path: Path, threads: int | None, graph_opt: str) -> ort.I
     """Create the CPU session and check the graph has the contract's inputs and output."""
     session = create_session(model_path, threads, graph_opt)
     inputs = {i.name: i.type for i in session.get_inputs()}
+    shapes = {i.name: i.shape for i in session.get_inputs()}
     output_types = {o.name: o.type for o in session.get_outputs()}
     outputs = list(output_types)
     for name in (contract.INPUT_USER, contract.INPUT_MOVIE):
@@ -92,6 +93,13 @@ def open_session(model_path: Path, threads: int | None, graph_opt: str) -> ort.I
             )
         if inputs[name] != "tensor(int64)":
             raise ArtifactError(f"{model_path}: input {name!r} is {inputs[name]}, expected int64")
+        shape = shapes[name]
+        if len(shape) != 1 or isinstance(shape[0], int):
+            raise ArtifactError(
+                f"{model_path}: input {name!r} has shape {shape}, expected [batch] with a "
+                "dynamic batch dimension (an export traced with a fixed batch; re-export "
+                "with rec-export)"
+            )
     if contract.OUTPUT_RATING not in outputs:
         raise ArtifactError(
             f"{model_path}: expected an output named {contract.OUTPUT_RATING!r}, found {outputs}"

@@ -232,6 +232,17 @@ def test_model_with_wrong_io_names_is_refused(fake, tmp_path: Path) -> None:
         load_artifacts(path, fake.mapping_path)
 
 
+def test_model_with_a_fixed_batch_size_is_refused(fake, tmp_path: Path) -> None:
+    model = onnx.load(str(fake.model_path))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    path = tmp_path / "model.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(
+        ArtifactError, match="has shape \\[1\\], expected \\[batch\\] with a dynamic"
+    ):
+        load_artifacts(path, fake.mapping_path)
+
+
 def test_bad_graph_opt_is_refused(fake) -> None:
     with pytest.raises(ArtifactError, match="graph_opt must be one of"):
         load_artifacts(fake.model_path, fake.mapping_path, graph_opt="max")
