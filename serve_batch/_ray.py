@@ -79,7 +79,7 @@ from serve_batch._io import (
 from serve_batch._manifest import ErrorMetrics, build_manifest, manifest_path, write_manifest
 from serve_batch._pairs import UnknownTally, _PairsRun
 from serve_batch._topk import TOPK_SCHEMA, TopKAccumulator, select_top_k
-from serve_batch.atomic import AtomicOutputs
+from serve_batch.atomic import AtomicOutputs, sweep_stale_temps, temp_name_prefix
 from serve_batch.errors import ArtifactError, DataError, MovieRecError, UsageError
 
 log = logging.getLogger(__name__)
@@ -1113,7 +1113,8 @@ class _StagedOutputs(AtomicOutputs):
                 f"{target}: folder exists and is not a rec-score output (no {SUCCESS_MARKER}); "
                 "remove it or choose another OUTPUT"
             )
-        tmp = parent / f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        sweep_stale_temps(target)
+        tmp = parent / f"{temp_name_prefix(target)}{os.getpid()}-{secrets.token_hex(4)}"
         try:
             tmp.mkdir()
         except OSError as exc:

@@ -4,20 +4,41 @@ the target's folder, then renamed into place (``os.replace``, atomic on one file
 Shared by every stage (``rec-train``'s artifacts, ``rec-export``'s model and mapping,
 ``rec-score``'s outputs), so that a crash or a full disk never leaves a half-written file
 where a cron job would read it. Temporaries are named ``.NAME.tmp-PID-RAND``.
+
+Only a SIGKILL (an out-of-memory kill, say) can leave such a temporary behind. The next
+run writing the same target removes those whose process is gone and that have not been
+touched for ``STALE_AFTER_SECONDS``, so nightly jobs do not slowly fill the disk.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import secrets
+import shutil
 import signal
+import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from serve_batch.errors import UsageError
 
-__all__ = ["AtomicOutputs", "atomic_path", "temp_path_beside"]
+__all__ = ["AtomicOutputs", "atomic_path", "sweep_stale_temps", "temp_path_beside"]
+
+log = logging.getLogger(__name__)
+
+#: A leftover temporary is removed only when untouched this long (a live run on another
+#: machine sharing the folder keeps writing to its temporary, so it is never this old).
+STALE_AFTER_SECONDS = 6 * 3600
+_TEMP_SUFFIX = re.compile(r"(\d+)-[0-9a-f]{8}")
+
+
+def temp_name_prefix(target: Path) -> str:
+    """Every temporary of ``target`` is named this prefix + ``PID-RAND``."""
+    return f".{Path(target).name}.tmp-"
 
 
 def temp_path_beside(target: Path) -> Path:
@@ -27,7 +48,7 @@ def temp_path_beside(target: Path) -> Path:
     the umask (a ``mkstemp`` file would be private to its owner).
     """
     target = Path(target)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = target.parent / f"{temp_name_prefix(target)}{os.getpid()}-{secrets.token_hex(4)}"
     with open(tmp, "xb"):
         pass
     return tmp
@@ -50,12 +71,60 @@ def atomic_path(target: Path) -> Iterator[Path]:
         raise
 
 
+def sweep_stale_temps(target: Path, older_than: float = STALE_AFTER_SECONDS) -> list[Path]:
+    """Remove the temporaries of ``target`` that killed runs left behind; return them.
+
+    A temporary is removed only if its process (the PID in its name) no longer runs on
+    this machine and it has not been modified for ``older_than`` seconds. POSIX only.
+    """
+    if os.name != "posix":
+        return []
+    target = Path(target)
+    prefix = temp_name_prefix(target)
+    try:
+        candidates = [p for p in target.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return []
+    removed = []
+    now = time.time()
+    for path in candidates:
+        match = _TEMP_SUFFIX.fullmatch(path.name[len(prefix) :])
+        if match is None or _process_alive(int(match.group(1))):
+            continue
+        try:
+            info = path.lstat()
+            if now - info.st_mtime < older_than:
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError:
+            continue
+        log.warning("removed %s, left behind by an earlier run that was killed", path)
+        removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
+
+
 class AtomicOutputs:
     """Hidden temp files beside each target, renamed into place together on success.
 
     Use as a context manager: on any exception (or SIGTERM turned into one) the temps
     are deleted and the targets are untouched. A SIGKILL can leave a hidden
-    ``.NAME.tmp-PID-RAND`` behind but never a partial target.
+    ``.NAME.tmp-PID-RAND`` behind but never a partial target; :meth:`reserve` sweeps
+    such leftovers of the same target (:func:`sweep_stale_temps`).
     """
 
     def __init__(self) -> None:
@@ -78,6 +147,7 @@ class AtomicOutputs:
             raise UsageError(f"{target}: {folder} is not a folder")
         if target.is_dir():
             raise UsageError(f"{target}: is a folder, expected a file path")
+        sweep_stale_temps(target)
         try:
             tmp = temp_path_beside(target)
         except OSError as exc:

@@ -100,3 +100,41 @@ def test_atomic_path_replaces_whole_or_leaves_the_target_alone(tmp_path: Path) -
     mask = os.umask(0)
     os.umask(mask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~mask  # not private like mkstemp's
+
+
+def _dead_pid() -> int:
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
+    )
+    return int(proc.stdout)  # that process has exited
+
+
+def test_next_run_sweeps_only_stale_leftovers_of_killed_runs(
+    fake, tmp_path: Path, run_cli, make_pairs
+) -> None:
+    from serve_batch.atomic import STALE_AFTER_SECONDS
+
+    src = write_table(tmp_path / "in.parquet", make_pairs(50))
+    out = tmp_path / "out.parquet"
+    old = time.time() - STALE_AFTER_SECONDS - 60
+    dead = _dead_pid()
+    names = {
+        "stale": f".out.parquet.tmp-{dead}-0123abcd",  # killed run, untouched for long
+        "recent": f".out.parquet.tmp-{dead}-89abcdef",  # killed run, but touched lately
+        "alive": f".out.parquet.tmp-{os.getppid()}-00000000",  # its process still runs
+        "other": f".other.parquet.tmp-{dead}-0123abcd",  # another target's
+    }
+    for key, name in names.items():
+        (tmp_path / name).write_bytes(b"partial")
+        if key != "recent":
+            os.utime(tmp_path / name, (old, old))
+    folder = tmp_path / f".out.parquet.tmp-{dead}-deadbeef"  # a Ray engine's temp folder
+    folder.mkdir()
+    (folder / "part-0.parquet").write_bytes(b"x")
+    os.utime(folder, (old, old))
+    code, err = run_cli(src, out)
+    assert code == 0, err
+    left = set(list_dir(tmp_path))
+    assert names["stale"] not in left and folder.name not in left
+    assert {names["recent"], names["alive"], names["other"]} <= left
+    assert "out.parquet" in left
