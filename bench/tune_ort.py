@@ -1,13 +1,14 @@
 """onnxruntime settings for rec-score, measured: graph optimisation level, pairs per call,
-threads, and int8 dynamic quantisation.
+threads, the session's first call, and int8 dynamic quantisation.
 
     python bench/tune_ort.py [--artifacts DIR] [--pairs 2000000] [--repeat 3]
 
 Every setting scores the same in-memory embedding rows through ``Artifacts.predict_rows``
 (the loop rec-score runs, without I/O); settings alternate within each repeat and the
 best time of each is kept, so that a busy neighbour hurts all alike. Quantisation
-(``onnxruntime.quantization.quantize_dynamic``, int8 weights) is kept only if it is faster
-and moves the ml-100k test-split RMSE by less than 0.001. Writes bench/results/ort_tuning.json.
+(``onnxruntime.quantization.quantize_dynamic``, int8 weights) is kept only if it is at
+least 10% faster and moves the ml-100k test-split RMSE by less than 0.001. Writes
+bench/results/ort_tuning.json.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import serve_batch._session as session_mod
 from serve_batch import contract, load_artifacts
 
 RMSE_BUDGET = 1e-3
+#: Quantisation must be this much faster to be worth it: run-to-run noise here is ~10%.
+MIN_SPEEDUP = 1.10
 
 
 def cpu_flags() -> list[str]:
@@ -55,9 +58,11 @@ def load(folder: Path, threads: int, parallelism: str, graph_opt: str = "all", r
 
 
 def time_rows(arts, users: np.ndarray, movies: np.ndarray, batch_size: int) -> float:
+    """Seconds to score every row in record batches of ``batch_size``, as rec-score does."""
     arts.predict_rows(users[:4096], movies[:4096], batch_size)  # warm up
     start = time.perf_counter()
-    arts.predict_rows(users, movies, batch_size)
+    for a in range(0, users.size, batch_size):
+        arts.predict_rows(users[a : a + batch_size], movies[a : a + batch_size], batch_size)
     return time.perf_counter() - start
 
 
@@ -180,6 +185,29 @@ def main() -> None:
     record("threads", sweep(thread_cfgs, users, movies, rep))
     session_mod.PARALLELISM = "calls"
 
+    # 3b. the session's first call: rec-score warms each session with one full call,
+    # because onnxruntime plans its memory for the first shape it runs
+    def first_call_of(n: int):
+        arts = load(folded, 0, "calls")
+        zeros = np.zeros(n, dtype=np.int64)
+        arts._session.run(arts._outputs, {contract.INPUT_USER: zeros, contract.INPUT_MOVIE: zeros})
+        arts._warmed_rows = n  # the session has run; no warm-up call after this one
+        return arts
+
+    record(
+        "first call of the session",
+        sweep(
+            {
+                f"{default_rows} pairs (the warm-up)": lambda: first_call_of(default_rows),
+                "1000 pairs (a small first CSV block)": lambda: first_call_of(1000),
+                "1 pair": lambda: first_call_of(1),
+            },
+            users,
+            movies,
+            rep,
+        ),
+    )
+
     # 4. int8 dynamic quantisation, both graphs: speed and test RMSE
     test_pairs = graphs.artifacts / contract.TEST_PAIRS_FILE
     quant = {}
@@ -195,7 +223,7 @@ def main() -> None:
             rep,
         )
         rmse_f, rmse_q = test_rmse(folder, test_pairs), test_rmse(qfolder, test_pairs)
-        keep = abs(rmse_q - rmse_f) < RMSE_BUDGET and speed["int8"] > speed["float32"]
+        keep = abs(rmse_q - rmse_f) < RMSE_BUDGET and speed["int8"] > MIN_SPEEDUP * speed["float32"]
         quant[name] = {
             "pairs_per_second": speed,
             "test_rmse": {"float32": rmse_f, "int8": rmse_q, "change": rmse_q - rmse_f},

@@ -297,8 +297,8 @@ class Artifacts:
 
         onnxruntime plans its memory for the first shape it runs; when that call was
         smaller than the calls that follow (the first CSV block, a catalog re-score),
-        every later call of ``run_rows`` pairs measured about 30% slower for the rest of
-        the run (4.1 against 6.0 M pairs/s on 2 cores)."""
+        every later call of ``run_rows`` pairs measured 9-35% slower for the rest of the
+        run (bench/tune_ort.py "first call of the session"; 2 cores)."""
         if self._warmed_rows:
             return
         with self._warm_lock:

@@ -14,14 +14,14 @@ PROVIDERS = ["CPUExecutionProvider"]
 
 #: Pairs per onnxruntime call of the pairs graph (at most): small enough that one call's
 #: intermediate arrays stay in the CPU caches. bench/tune_ort.py, ml-100k default model,
-#: 2 calls side by side: 2048 pairs 7.65 M pairs/s; 1024: 6.49; 4096: 7.03; 512: 5.49
-#: (one thread: 2048 3.90; 1024 3.42; 32768 2.36). rec-score end to end, 10M pairs,
-#: best of 4: 2048 4.09 M pairs/s; 1024 3.80; 4096 4.04.
+#: 2 calls side by side, two runs: 2048 pairs 5.58-7.65 M pairs/s; 1024: 5.78-6.49;
+#: 4096: 4.82-7.03; 512: 4.92-5.49 (one thread: 2048 best, 3.50-3.90). rec-score end to
+#: end, 10M pairs, best of 4: 2048 4.09 M pairs/s; 1024 3.80; 4096 4.04.
 RUN_ROWS = 2048
 #: How the scoring threads are used: "calls" runs that many single-threaded onnxruntime
 #: calls side by side; "intra" gives one call that many intra-op threads. Measured on 2
-#: cores (bench/tune_ort.py): 2 calls side by side 6.19 M pairs/s, 2 intra-op threads
-#: 2.49-4.21 (1024-65536 pairs per call), 1 thread 3.07.
+#: cores (bench/tune_ort.py): 2 calls side by side 5.55-6.19 M pairs/s, 2 intra-op
+#: threads 2.49-4.42 (1024-65536 pairs per call), 1 thread 3.07-3.60.
 PARALLELISM = "calls"
 
 
