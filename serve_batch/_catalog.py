@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,7 +69,7 @@ def score_catalog(config: ScoreConfig) -> dict[str, Any]:
             threads=config.threads,
             graph_opt=config.graph_opt,
         )
-        all_users, rows_read = read_users(config, in_fmt)
+        all_users, rows_read = read_users(config, [(config.input, in_fmt)])
         users, user_info = apply_unknown_policy(config, arts, all_users)
         excluded, exclude_info = (
             read_exclusions(config, ex_fmt, arts, users) if config.exclude else (None, None)
@@ -110,27 +111,32 @@ def score_catalog(config: ScoreConfig) -> dict[str, Any]:
     return manifest
 
 
-def read_users(config: ScoreConfig, fmt: str) -> tuple[np.ndarray, int]:
-    """All user IDs of USERS in input order (only the user column is read)."""
-    reader = open_table(
-        config.input,
-        fmt,
-        columns=(config.user_col,),
-        batch_size=max(config.batch_size, 1 << 16),
-        only_columns=True,
-    )
+def read_users(config: ScoreConfig, sources: list[tuple[Path, str]]) -> tuple[np.ndarray, int]:
+    """All user IDs of USERS in input order, and the rows read (only the user column is
+    read). ``sources``: ``(path, format)`` of each file, in order (a folder has several);
+    error messages name the file and its row."""
     parts, rows = [], 0
-    for batch in reader.iter_batches():
-        parts.append(
-            convert_id_column(
-                batch.column(0),
-                source=str(config.input),
-                name=config.user_col,
-                kind="user",
-                row_offset=rows,
-            )
+    for path, fmt in sources:
+        reader = open_table(
+            path,
+            fmt,
+            columns=(config.user_col,),
+            batch_size=max(config.batch_size, 1 << 16),
+            only_columns=True,
         )
-        rows += batch.num_rows
+        in_file = 0
+        for batch in reader.iter_batches():
+            parts.append(
+                convert_id_column(
+                    batch.column(0),
+                    source=str(path),
+                    name=config.user_col,
+                    kind="user",
+                    row_offset=in_file,
+                )
+            )
+            in_file += batch.num_rows
+        rows += in_file
     if rows == 0:
         raise DataError(f"{config.input}: no data rows (only a header or an empty table)")
     return np.concatenate(parts), rows

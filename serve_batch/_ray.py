@@ -63,7 +63,12 @@ import pyarrow.parquet as pq
 
 from serve_batch import contract
 from serve_batch._artifacts import Artifacts, load_artifacts
-from serve_batch._catalog import apply_unknown_policy, read_exclusions, score_user_block
+from serve_batch._catalog import (
+    apply_unknown_policy,
+    read_exclusions,
+    read_users,
+    score_user_block,
+)
 from serve_batch._config import DEFAULT_CATALOG_TOP_K, ScoreConfig, check_config
 from serve_batch._ids import convert_id_column
 from serve_batch._io import (
@@ -79,7 +84,7 @@ from serve_batch._io import (
 from serve_batch._manifest import ErrorMetrics, build_manifest, manifest_path, write_manifest
 from serve_batch._pairs import UnknownTally, _PairsRun
 from serve_batch._topk import TOPK_SCHEMA, TopKAccumulator, select_top_k
-from serve_batch.atomic import AtomicOutputs, sweep_stale_temps, temp_name_prefix
+from serve_batch.atomic import AtomicOutputs, sweep_stale_temps, temp_path_beside
 from serve_batch.errors import ArtifactError, DataError, MovieRecError, UsageError
 
 log = logging.getLogger(__name__)
@@ -402,7 +407,7 @@ class _CatalogJob(_Job):
 
     def prepare(self) -> None:
         cfg, arts = self.config, self.arts
-        all_users, self.rows_read = _read_user_ids(cfg, self.files)
+        all_users, self.rows_read = read_users(cfg, [(f.path, f.fmt) for f in self.files])
         self.users, self.user_info = apply_unknown_policy(cfg, arts, all_users)
         self.excluded, self.exclude_info = None, None
         if self.exclude_files is not None:
@@ -916,35 +921,6 @@ def _unpack_summaries(table: pa.Table) -> list[_BlockSummary]:
 # --- catalog: users and their blocks ------------------------------------------------------
 
 
-def _read_user_ids(config: ScoreConfig, files: list[_InputFile]) -> tuple[np.ndarray, int]:
-    """Every user ID of USERS (a file, or a folder's files in name order); rows read."""
-    parts, rows = [], 0
-    for f in files:
-        reader = open_table(
-            f.path,
-            f.fmt,
-            columns=(config.user_col,),
-            batch_size=max(config.batch_size, 1 << 16),
-            only_columns=True,
-        )
-        in_file = 0
-        for batch in reader.iter_batches():
-            parts.append(
-                convert_id_column(
-                    batch.column(0),
-                    source=str(f.path),
-                    name=config.user_col,
-                    kind="user",
-                    row_offset=in_file,
-                )
-            )
-            in_file += batch.num_rows
-        rows += in_file
-    if rows == 0:
-        raise DataError(f"{config.input}: no data rows (only a header or an empty table)")
-    return np.concatenate(parts), rows
-
-
 def _catalog_blocks(
     users: np.ndarray,
     excluded: np.ndarray | None,
@@ -1114,9 +1090,8 @@ class _StagedOutputs(AtomicOutputs):
                 "remove it or choose another OUTPUT"
             )
         sweep_stale_temps(target)
-        tmp = parent / f"{temp_name_prefix(target)}{os.getpid()}-{secrets.token_hex(4)}"
         try:
-            tmp.mkdir()
+            tmp = temp_path_beside(target, folder=True)
         except OSError as exc:
             raise UsageError(
                 f"{target}: cannot write to folder {parent} ({exc.strerror or exc})"

@@ -36,21 +36,25 @@ STALE_AFTER_SECONDS = 6 * 3600
 _TEMP_SUFFIX = re.compile(r"(\d+)-[0-9a-f]{8}")
 
 
-def temp_name_prefix(target: Path) -> str:
+def _temp_name_prefix(target: Path) -> str:
     """Every temporary of ``target`` is named this prefix + ``PID-RAND``."""
     return f".{Path(target).name}.tmp-"
 
 
-def temp_path_beside(target: Path) -> Path:
-    """Create an empty hidden temporary file in ``target``'s folder and return its path.
+def temp_path_beside(target: Path, *, folder: bool = False) -> Path:
+    """Create an empty hidden temporary file (or, with ``folder``, a folder) in
+    ``target``'s folder and return its path.
 
-    Created with ``open(..., "xb")``, so it gets the permissions a normal file gets under
-    the umask (a ``mkstemp`` file would be private to its owner).
+    Created with ``open(..., "xb")`` or ``mkdir``, so it gets the permissions a normal
+    file gets under the umask (a ``mkstemp`` file would be private to its owner).
     """
     target = Path(target)
-    tmp = target.parent / f"{temp_name_prefix(target)}{os.getpid()}-{secrets.token_hex(4)}"
-    with open(tmp, "xb"):
-        pass
+    tmp = target.parent / f"{_temp_name_prefix(target)}{os.getpid()}-{secrets.token_hex(4)}"
+    if folder:
+        tmp.mkdir()
+    else:
+        with open(tmp, "xb"):
+            pass
     return tmp
 
 
@@ -80,7 +84,7 @@ def sweep_stale_temps(target: Path, older_than: float = STALE_AFTER_SECONDS) -> 
     if os.name != "posix":
         return []
     target = Path(target)
-    prefix = temp_name_prefix(target)
+    prefix = _temp_name_prefix(target)
     try:
         candidates = [p for p in target.parent.iterdir() if p.name.startswith(prefix)]
     except OSError:
