@@ -34,7 +34,6 @@ OPSET = 17
 
 def build_synthetic_artifacts(folder: Path, seed: int = 0) -> Path:
     """Write model.onnx + id_mapping.json of the seed architecture (random weights)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -108,23 +107,48 @@ def build_synthetic_artifacts(folder: Path, seed: int = 0) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8
 
-    user_ids = np.arange(1, N_USERS + 1)
-    movie_ids = np.arange(1, N_MOVIES + 1)
+    save_synthetic(
+        folder,
+        model,
+        N_USERS,
+        N_MOVIES,
+        {"name": "seed-mlp", "embedding": EMB, "hidden": list(HIDDEN)},
+        rng,
+    )
+    return folder
+
+
+def save_synthetic(
+    folder: Path,
+    model,
+    n_users: int,
+    n_movies: int,
+    arch: dict,
+    rng: np.random.Generator,
+    check: bool = True,
+) -> None:
+    """Write ``model`` (an onnx.ModelProto) beside an ID mapping as rec-export would: raw IDs
+    1..n on rows 0..n-1, random fallback means, and the metadata the scorer checks.
+    ``check=False`` skips ``onnx.checker`` (slow on the 1M-user model)."""
+    import onnx
+    from onnx import helper
+
+    user_ids = np.arange(1, n_users + 1)
+    movie_ids = np.arange(1, n_movies + 1)
+
+    def means(ids: np.ndarray, low: float, high: float) -> dict[str, float]:
+        values = np.round(rng.uniform(low, high, ids.size), 3).tolist()
+        return dict(zip(map(str, ids.tolist()), values, strict=True))
+
     mapping = {
         contract.MAPPING_FORMAT_VERSION: contract.FORMAT_VERSION,
         contract.MAPPING_RATING_SCALE: {"min": 1.0, "max": 5.0},
-        contract.MAPPING_USER_INDEX: {str(u): i for i, u in enumerate(user_ids.tolist())},
-        contract.MAPPING_MOVIE_INDEX: {str(m): i for i, m in enumerate(movie_ids.tolist())},
+        contract.MAPPING_USER_INDEX: {str(i): i - 1 for i in user_ids.tolist()},
+        contract.MAPPING_MOVIE_INDEX: {str(i): i - 1 for i in movie_ids.tolist()},
         contract.MAPPING_FALLBACK: {
             contract.FALLBACK_GLOBAL_MEAN: 3.53,
-            contract.FALLBACK_USER_MEAN: {
-                str(u): round(float(v), 4)
-                for u, v in zip(user_ids, rng.uniform(2, 4.5, N_USERS), strict=True)
-            },
-            contract.FALLBACK_MOVIE_MEAN: {
-                str(m): round(float(v), 4)
-                for m, v in zip(movie_ids, rng.uniform(1, 5, N_MOVIES), strict=True)
-            },
+            contract.FALLBACK_USER_MEAN: means(user_ids, 2, 4.5),
+            contract.FALLBACK_MOVIE_MEAN: means(movie_ids, 1, 5),
             contract.FALLBACK_DAMPING: 5.0,
         },
     }
@@ -138,16 +162,14 @@ def build_synthetic_artifacts(folder: Path, seed: int = 0) -> Path:
             contract.META_RATING_MIN: "1.0",
             contract.META_RATING_MAX: "5.0",
             contract.META_OPSET: str(OPSET),
-            contract.META_ARCH: json.dumps(
-                {"name": "seed-mlp", "embedding": EMB, "hidden": list(HIDDEN)}
-            ),
+            contract.META_ARCH: json.dumps(arch),
             contract.META_GRAPH: "plain",
             contract.META_CREATED_AT: "synthetic",
         },
     )
-    onnx.checker.check_model(model)
+    if check:
+        onnx.checker.check_model(model)
     onnx.save(model, str(folder / contract.MODEL_FILE))
-    return folder
 
 
 def read_mapping_ids(artifacts: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -33,7 +33,6 @@ it is not a measurement. Writes bench/results/scale.json.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -44,12 +43,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from _common import RESULTS, Timer, print_table
+from _common import OPSET, RESULTS, Timer, print_table, save_synthetic
 
 from serve_batch import contract
 
 N_USERS, N_MOVIES, DIM, HIDDEN, RANK_DIM = 1_000_000, 20_000, 32, 32, 8
-OPSET = 17
 ARCH = {
     "name": "mf-mlp",
     "users": N_USERS,
@@ -62,7 +60,6 @@ ARCH = {
 
 def build_scale_artifacts(folder: Path, seed: int = 0) -> Path:
     """model.onnx + id_mapping.json of the 1M x 20k model (reused when already built)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     stamp = folder / "arch.json"
@@ -136,48 +133,7 @@ def build_scale_artifacts(folder: Path, seed: int = 0) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8
 
-    user_ids = np.arange(1, N_USERS + 1)  # embedding row = ID - 1
-    movie_ids = np.arange(1, N_MOVIES + 1)
-    mapping = {
-        contract.MAPPING_FORMAT_VERSION: contract.FORMAT_VERSION,
-        contract.MAPPING_RATING_SCALE: {"min": 1.0, "max": 5.0},
-        contract.MAPPING_USER_INDEX: {str(i): i - 1 for i in user_ids.tolist()},
-        contract.MAPPING_MOVIE_INDEX: {str(i): i - 1 for i in movie_ids.tolist()},
-        contract.MAPPING_FALLBACK: {
-            contract.FALLBACK_GLOBAL_MEAN: 3.53,
-            contract.FALLBACK_USER_MEAN: dict(
-                zip(
-                    map(str, user_ids.tolist()),
-                    np.round(rng.uniform(2, 4.5, N_USERS), 3).tolist(),
-                    strict=True,
-                )
-            ),
-            contract.FALLBACK_MOVIE_MEAN: dict(
-                zip(
-                    map(str, movie_ids.tolist()),
-                    np.round(rng.uniform(1, 5, N_MOVIES), 3).tolist(),
-                    strict=True,
-                )
-            ),
-            contract.FALLBACK_DAMPING: 5.0,
-        },
-    }
-    mapping_bytes = json.dumps(mapping).encode()
-    (folder / contract.MAPPING_FILE).write_bytes(mapping_bytes)
-    helper.set_model_props(
-        model,
-        {
-            contract.META_FORMAT_VERSION: str(contract.FORMAT_VERSION),
-            contract.META_MAPPING_SHA256: hashlib.sha256(mapping_bytes).hexdigest(),
-            contract.META_RATING_MIN: "1.0",
-            contract.META_RATING_MAX: "5.0",
-            contract.META_OPSET: str(OPSET),
-            contract.META_ARCH: json.dumps(ARCH),
-            contract.META_GRAPH: "plain",
-            contract.META_CREATED_AT: "synthetic",
-        },
-    )
-    onnx.save(model, str(folder / contract.MODEL_FILE))
+    save_synthetic(folder, model, N_USERS, N_MOVIES, ARCH, rng, check=False)
     stamp.write_text(json.dumps(ARCH))
     return folder
 
