@@ -24,7 +24,7 @@ RESULTS = REPO / "bench" / "results"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from serve_batch import contract  # noqa: E402
+from movierec.serve_batch import contract  # noqa: E402
 
 N_USERS, N_MOVIES, EMB = 943, 1682, 100
 HIDDEN = (128, 64)

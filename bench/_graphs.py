@@ -15,7 +15,7 @@ from pathlib import Path
 
 from _common import REPO, RESULTS
 
-from serve_batch import contract
+from movierec.serve_batch import contract
 
 DATA = REPO.parent / "shared" / "data" / "ml-100k"
 GRAPHS = ("folded", "plain")
@@ -37,8 +37,8 @@ def prepare_graphs(artifacts: Path | None, tag: str = "default", quiet: bool = T
                 f"{checkpoint} is missing and {DATA} is absent: pass --artifacts with a "
                 "rec-train output folder"
             )
-        from train.config import TrainConfig
-        from train.pipeline import run_training
+        from movierec.train.config import TrainConfig
+        from movierec.train.pipeline import run_training
 
         print(f"training the default model on {DATA} into {artifacts} ...", flush=True)
         run_training(TrainConfig.for_arch("hybrid", data=DATA, artifacts=artifacts, quiet=quiet))
@@ -48,8 +48,8 @@ def prepare_graphs(artifacts: Path | None, tag: str = "default", quiet: bool = T
         out = RESULTS / "graphs" / tag / graph
         stamp = out / "checkpoint.sha256"
         if not (stamp.is_file() and stamp.read_text().strip() == digest):
-            from export.config import ExportConfig
-            from export.pipeline import run_export
+            from movierec.export.config import ExportConfig
+            from movierec.export.pipeline import run_export
 
             print(f"exporting the {graph} graph into {out} ...", flush=True)
             run_export(ExportConfig(artifacts=artifacts, output=out, graph=graph, quiet=quiet))

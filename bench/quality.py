@@ -22,10 +22,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from train.config import TrainConfig  # noqa: E402
-from train.data import load_movielens  # noqa: E402
-from train.pipeline import train_on_split  # noqa: E402
-from train.split import split_given_test, split_ratings  # noqa: E402
+from movierec.train.config import TrainConfig  # noqa: E402
+from movierec.train.data import load_movielens  # noqa: E402
+from movierec.train.pipeline import train_on_split  # noqa: E402
+from movierec.train.split import split_given_test, split_ratings  # noqa: E402
 
 SEEDS = (42, 43, 44)
 COLUMNS = ("rmse", "mae", "precision@10", "recall@10", "ndcg@10")

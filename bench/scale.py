@@ -45,7 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from _common import OPSET, RESULTS, Timer, print_table, save_synthetic
 
-from serve_batch import contract
+from movierec.serve_batch import contract
 
 N_USERS, N_MOVIES, DIM, HIDDEN, RANK_DIM = 1_000_000, 20_000, 32, 32, 8
 ARCH = {
@@ -149,9 +149,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "scale.json")
     args = parser.parse_args()
 
-    from serve_batch import ScoreConfig, score_catalog
-    from serve_batch._manifest import manifest_path
-    from serve_batch._ray import score_with_ray
+    from movierec.serve_batch import ScoreConfig, score_catalog
+    from movierec.serve_batch._manifest import manifest_path
+    from movierec.serve_batch._ray import score_with_ray
 
     cpus = os.cpu_count() or 1
     RESULTS.mkdir(parents=True, exist_ok=True)

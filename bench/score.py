@@ -11,7 +11,7 @@ graph) and as the plain graph. ``--seed-artifacts`` adds a second model (e.g. ``
 
 Measured in this run, per model:
   * the roofline: numpy float32 matrix multiply (2048^3), GFLOP/s, best of 5;
-  * operations per pair of each graph (``export.folding.count_flops_per_pair``);
+  * operations per pair of each graph (``movierec.export.folding.count_flops_per_pair``);
   * bare onnxruntime: ``Artifacts.predict_rows`` over in-memory embedding rows (the loop
     rec-score runs, same settings, no ID mapping and no I/O), both graphs;
   * rec-score end to end: ``score_file`` on --pairs random known pairs, Parquet in ->
@@ -37,11 +37,11 @@ import numpy as np
 from _common import RESULTS, Timer, print_table, read_mapping_ids, write_pairs
 from _graphs import graph_metadata, prepare_graphs
 
-import serve_batch._pairs as pairs_mod
-from serve_batch import ScoreConfig, contract, load_artifacts, score_catalog, score_file
-from serve_batch._catalog import read_exclusions, score_blocks
-from serve_batch._config import DEFAULT_BATCH_SIZE, DEFAULT_CATALOG_TOP_K
-from serve_batch._session import RUN_ROWS, available_cores
+import movierec.serve_batch._pairs as pairs_mod
+from movierec.serve_batch import ScoreConfig, contract, load_artifacts, score_catalog, score_file
+from movierec.serve_batch._catalog import read_exclusions, score_blocks
+from movierec.serve_batch._config import DEFAULT_BATCH_SIZE, DEFAULT_CATALOG_TOP_K
+from movierec.serve_batch._session import RUN_ROWS, available_cores
 
 BARS = {"pairs_per_second": 3_000_000, "folded_over_plain": 2.0, "catalog_seconds": 1.0}
 
@@ -98,8 +98,8 @@ class _Collect:
 def measure_model(name: str, folder: Path | None, args, roof: list[float]) -> dict:
     import torch
 
-    from export.folding import count_flops_per_pair
-    from train.checkpoint import load_checkpoint
+    from movierec.export.folding import count_flops_per_pair
+    from movierec.train.checkpoint import load_checkpoint
 
     graphs = prepare_graphs(folder, tag=name)
     folded = graphs.folders["folded"]

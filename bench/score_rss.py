@@ -2,7 +2,7 @@
 
     python bench/score_rss.py [--pairs 20000000] [--batch-size 65536] [--artifacts DIR]
 
-Runs ``python -m serve_batch`` (the rec-score CLI) on a Parquet file of --pairs rows
+Runs ``python -m movierec.serve_batch`` (the rec-score CLI) on a Parquet file of --pairs rows
 and on one of a tenth the size (memory must not grow with the input), with and
 without --top-k, and catalog mode (all users x all movies, K=10, with and without
 --exclude). Peak RSS comes from ``os.wait4``'s rusage of each child. Writes
@@ -35,8 +35,8 @@ GIB = 1 << 30
 
 
 def run_child(args: list[str]) -> dict:
-    """Run ``python -m serve_batch ARGS``; return its seconds and peak RSS (fail if not 0)."""
-    cmd = [sys.executable, "-m", "serve_batch", *args]
+    """Run ``python -m movierec.serve_batch ARGS``: its seconds and peak RSS (fails unless 0)."""
+    cmd = [sys.executable, "-m", "movierec.serve_batch", *args]
     start = time.perf_counter()
     with tempfile.TemporaryFile() as err:  # a file, not a pipe: it cannot fill up and block
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)

@@ -3,7 +3,7 @@
 Measured in one run on the same data and model (the seed network, batch 64):
   * notebook: a ``Dataset`` whose ``__getitem__`` returns one row, batched by
     ``DataLoader(shuffle=True)`` -- how the seed notebook fed the model;
-  * ours: ``train.loop.fit``, batches sliced from tensors.
+  * ours: ``movierec.train.loop.fit``, batches sliced from tensors.
 Then the default ``rec-train`` configuration end to end (data load to metrics).
 
     python bench/train.py [--data ../shared/data/ml-100k] [--epochs 2]
@@ -24,12 +24,12 @@ from torch.utils.data import DataLoader, Dataset
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from train.config import TrainConfig  # noqa: E402
-from train.data import load_movielens  # noqa: E402
-from train.loop import fit  # noqa: E402
-from train.model import RecommenderNet, seed_config  # noqa: E402
-from train.pipeline import run_training  # noqa: E402
-from train.split import split_ratings  # noqa: E402
+from movierec.train.config import TrainConfig  # noqa: E402
+from movierec.train.data import load_movielens  # noqa: E402
+from movierec.train.loop import fit  # noqa: E402
+from movierec.train.model import RecommenderNet, seed_config  # noqa: E402
+from movierec.train.pipeline import run_training  # noqa: E402
+from movierec.train.split import split_ratings  # noqa: E402
 
 
 class RowDataset(Dataset):

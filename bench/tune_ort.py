@@ -26,8 +26,8 @@ import numpy as np
 from _common import RESULTS, print_table
 from _graphs import prepare_graphs
 
-import serve_batch._session as session_mod
-from serve_batch import contract, load_artifacts
+import movierec.serve_batch._session as session_mod
+from movierec.serve_batch import contract, load_artifacts
 
 RMSE_BUDGET = 1e-3
 #: Quantisation must be this much faster to be worth it: run-to-run noise here is ~10%.

@@ -1,4 +1,4 @@
-"""``rec-export``: the command line over :func:`export.pipeline.run_export`."""
+"""``rec-export``: the command line over :func:`movierec.export.pipeline.run_export`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,20 @@ from pathlib import Path
 
 import click
 
-from export.config import DEFAULT_OPSET, GRAPHS, PARITY_ATOL, PARITY_RANDOM_PAIRS, ExportConfig
-from serve_batch import contract
-from serve_batch.cli_support import artifacts_option, quiet_option, run_command, setup_logging
+from movierec.export.config import (
+    DEFAULT_OPSET,
+    GRAPHS,
+    PARITY_ATOL,
+    PARITY_RANDOM_PAIRS,
+    ExportConfig,
+)
+from movierec.serve_batch import contract
+from movierec.serve_batch.cli_support import (
+    artifacts_option,
+    quiet_option,
+    run_command,
+    setup_logging,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +84,7 @@ def cli(
     artifacts: Path, opset: int, output: Path | None, graph: str, atol: float, quiet: bool
 ) -> None:
     """Convert the best rec-train checkpoint to ONNX plus a JSON ID mapping, and prove it."""
-    from export.pipeline import run_export  # imports torch: keep --help fast
+    from movierec.export.pipeline import run_export  # imports torch: keep --help fast
 
     setup_logging(quiet)
     result = run_export(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from serve_batch import contract
+from movierec.serve_batch import contract
 
 DEFAULT_OPSET = 17
 #: ``folded``: the first Linear layer folded into the embedding tables (cheaper, same

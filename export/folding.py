@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from train.model import RecommenderNet
+from movierec.train.model import RecommenderNet
 
 
 class _Tables:

@@ -1,4 +1,4 @@
-"""The JSON ID mapping written beside ``model.onnx`` (layout in ``serve_batch.contract``)."""
+"""The JSON ID mapping written beside ``model.onnx`` (layout: ``movierec.serve_batch.contract``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 
-from serve_batch import contract
-from train.checkpoint import Checkpoint
+from movierec.serve_batch import contract
+from movierec.train.checkpoint import Checkpoint
 
 #: Pseudo-count pulling a user's or movie's mean rating towards the global mean, so a
 #: movie with one 5-star rating does not get a fallback of 5.

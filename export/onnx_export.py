@@ -12,8 +12,8 @@ import onnx
 import torch
 from torch import nn
 
-from serve_batch import contract
-from serve_batch.errors import ArtifactError
+from movierec.serve_batch import contract
+from movierec.serve_batch.errors import ArtifactError
 
 #: Rows of the example batch traced by the exporter; >= 2 keeps the batch axis dynamic.
 EXAMPLE_BATCH = 4
@@ -59,7 +59,7 @@ def export_onnx(module: nn.Module, path: Path, opset: int, metadata: dict[str, s
 def export_catalog_onnx(
     module: nn.Module, path: Path, n_movies: int, opset: int, metadata: dict[str, str]
 ) -> None:
-    """Write the catalog graph (``export.folding.CatalogNet``) to ``path``: a dynamic user
+    """Write the catalog graph (``movierec.export.folding.CatalogNet``) to ``path``: a dynamic user
     axis, the exclusion mask and K as inputs, TopK inside."""
     users = torch.export.Dim(contract.USERS_AXIS, min=1)
     example = (

@@ -8,7 +8,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from serve_batch.errors import UsageError
+from movierec.serve_batch.errors import UsageError
 
 MIN_OPSET = 17
 

@@ -7,10 +7,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from serve_batch import Artifacts, contract
-from serve_batch._catalog import score_block_by_pairs, score_user_block
-from train.checkpoint import Checkpoint
-from train.metrics import rating_errors
+from movierec.serve_batch import Artifacts, contract
+from movierec.serve_batch._catalog import score_block_by_pairs, score_user_block
+from movierec.train.checkpoint import Checkpoint
+from movierec.train.metrics import rating_errors
 
 
 @dataclass

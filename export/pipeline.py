@@ -12,16 +12,16 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from export.config import GRAPHS, ExportConfig
-from export.folding import CatalogNet, FoldedNet, ScoringModule
-from export.mapping import build_mapping, encode_mapping
-from export.onnx_export import export_catalog_onnx, export_onnx
-from export.opsets import check_opset
-from export.parity import ParityReport, check_parity
-from serve_batch import contract, load_artifacts
-from serve_batch.atomic import atomic_path, temp_path_beside
-from serve_batch.errors import ParityError, UsageError
-from train.checkpoint import Checkpoint, load_checkpoint, package_version, utc_now
+from movierec.export.config import GRAPHS, ExportConfig
+from movierec.export.folding import CatalogNet, FoldedNet, ScoringModule
+from movierec.export.mapping import build_mapping, encode_mapping
+from movierec.export.onnx_export import export_catalog_onnx, export_onnx
+from movierec.export.opsets import check_opset
+from movierec.export.parity import ParityReport, check_parity
+from movierec.serve_batch import contract, load_artifacts
+from movierec.serve_batch.atomic import atomic_path, temp_path_beside
+from movierec.serve_batch.errors import ParityError, UsageError
+from movierec.train.checkpoint import Checkpoint, load_checkpoint, package_version, utc_now
 
 log = logging.getLogger(__name__)
 

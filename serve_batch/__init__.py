@@ -2,7 +2,7 @@
 
 Public API::
 
-    from serve_batch import load_artifacts, ScoreConfig, score_file, score_catalog
+    from movierec.serve_batch import load_artifacts, ScoreConfig, score_file, score_catalog
 
     arts = load_artifacts(Path("artifacts/model.onnx"), Path("artifacts/id_mapping.json"))
     res = arts.predict_ids(user_ids, movie_ids)            # what rec-score runs per batch
@@ -14,10 +14,10 @@ global mean; clipped to the rating scale and flagged ``cold_start``. ``"skip"`` 
 such pairs, ``"error"`` raises ``DataError`` with the count and first offending IDs.
 """
 
-from serve_batch._artifacts import Artifacts, Prediction, load_artifacts
-from serve_batch._catalog import score_catalog
-from serve_batch._config import ScoreConfig
-from serve_batch._pairs import score_file
+from movierec.serve_batch._artifacts import Artifacts, Prediction, load_artifacts
+from movierec.serve_batch._catalog import score_catalog
+from movierec.serve_batch._config import ScoreConfig
+from movierec.serve_batch._pairs import score_file
 
 __all__ = [
     "Artifacts",

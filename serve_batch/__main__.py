@@ -1,6 +1,6 @@
-"""``python -m serve_batch`` runs ``rec-score`` (handy where the script is not installed)."""
+"""``python -m movierec.serve_batch`` runs ``rec-score`` (where the script is not on PATH)."""
 
-from serve_batch.cli import main
+from movierec.serve_batch.cli import main
 
 if __name__ == "__main__":
     main()

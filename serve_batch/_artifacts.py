@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from serve_batch import _session, contract
-from serve_batch._catalog_graph import CatalogGraph, open_catalog
-from serve_batch._config import DEFAULT_BATCH_SIZE, UNKNOWN_POLICIES
-from serve_batch._idmap import IdMap, build_idmap
-from serve_batch._session import has_rank_output, open_session, session_threads
-from serve_batch.errors import ArtifactError, DataError, UsageError
+from movierec.serve_batch import _session, contract
+from movierec.serve_batch._catalog_graph import CatalogGraph, open_catalog
+from movierec.serve_batch._config import DEFAULT_BATCH_SIZE, UNKNOWN_POLICIES
+from movierec.serve_batch._idmap import IdMap, build_idmap
+from movierec.serve_batch._session import has_rank_output, open_session, session_threads
+from movierec.serve_batch.errors import ArtifactError, DataError, UsageError
 
 #: How many offending IDs an error message shows.
 SHOW_IDS = 5
@@ -331,7 +331,7 @@ def load_artifacts(
     ``contract.FORMAT_VERSION``, and a mapping whose SHA-256 differs from the one the
     exporter recorded in the model (so a model never scores with another run's IDs).
     ``threads``: CPU threads for scoring (None or 0: one per core); by default that many
-    single-threaded onnxruntime calls run side by side (``serve_batch._session``).
+    single-threaded onnxruntime calls run side by side (``movierec.serve_batch._session``).
     ``catalog_path``: the catalog graph (default: ``catalog.onnx`` beside the model, if
     there is one); ``use_catalog=False`` ignores it (catalog mode then scores every pair
     through the model).

@@ -17,22 +17,22 @@ import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
-from serve_batch import contract
-from serve_batch._artifacts import Artifacts, format_first_ids, load_artifacts
-from serve_batch._catalog_graph import CatalogGraph
-from serve_batch._config import DEFAULT_CATALOG_TOP_K, ScoreConfig, check_config
-from serve_batch._ids import convert_id_column
-from serve_batch._io import (
+from movierec.serve_batch import contract
+from movierec.serve_batch._artifacts import Artifacts, format_first_ids, load_artifacts
+from movierec.serve_batch._catalog_graph import CatalogGraph
+from movierec.serve_batch._config import DEFAULT_CATALOG_TOP_K, ScoreConfig, check_config
+from movierec.serve_batch._ids import convert_id_column
+from movierec.serve_batch._io import (
     TableWriter,
     check_distinct_paths,
     check_input_file,
     detect_format,
     open_table,
 )
-from serve_batch._manifest import build_manifest, manifest_path, write_manifest
-from serve_batch._topk import TOPK_SCHEMA, build_topk_table, select_block_top_k
-from serve_batch.atomic import AtomicOutputs
-from serve_batch.errors import DataError
+from movierec.serve_batch._manifest import build_manifest, manifest_path, write_manifest
+from movierec.serve_batch._topk import TOPK_SCHEMA, build_topk_table, select_block_top_k
+from movierec.serve_batch.atomic import AtomicOutputs
+from movierec.serve_batch.errors import DataError
 
 log = logging.getLogger(__name__)
 

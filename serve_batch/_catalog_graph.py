@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from serve_batch import contract
-from serve_batch._session import create_session
-from serve_batch.errors import ArtifactError
+from movierec.serve_batch import contract
+from movierec.serve_batch._session import create_session
+from movierec.serve_batch.errors import ArtifactError
 
 #: Expected ``(type, rank)`` of every input and output of catalog.onnx.
 _IO = {

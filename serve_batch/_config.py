@@ -7,19 +7,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from serve_batch import contract
-from serve_batch.errors import UsageError
+from movierec.serve_batch import contract
+from movierec.serve_batch.errors import UsageError
 
 #: What to do with a pair whose user or movie is absent from the ID mapping.
 UNKNOWN_POLICIES = ("fallback", "skip", "error")
 #: ``--graph-opt`` values, mapped to onnxruntime's GraphOptimizationLevel.
 GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "all")
 #: Rows per record batch read, scored and written together (onnxruntime calls take at
-#: most ``serve_batch._session.RUN_ROWS`` of them at a time).
+#: most ``movierec.serve_batch._session.RUN_ROWS`` of them at a time).
 DEFAULT_BATCH_SIZE = 65536
 #: Top-k of catalog mode when ``--top-k`` is not given.
 DEFAULT_CATALOG_TOP_K = 10
-#: ``--engine`` values: this process, or a Ray Data job (``serve_batch._ray``).
+#: ``--engine`` values: this process, or a Ray Data job (``movierec.serve_batch._ray``).
 ENGINES = ("local", "ray")
 
 
@@ -28,7 +28,7 @@ class ScoreConfig:
     """Everything one ``rec-score`` run needs; saved verbatim in the run manifest.
 
     ``threads=0``: one scoring thread per core (each runs single-threaded onnxruntime
-    calls; measured faster than intra-op threads, see ``serve_batch._session``).
+    calls; measured faster than intra-op threads, see ``movierec.serve_batch._session``).
     ``top_k=None`` means no top-k table in pairs mode and 10 in catalog mode.
     """
 

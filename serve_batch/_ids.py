@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from serve_batch.errors import DataError
+from movierec.serve_batch.errors import DataError
 
 #: A decimal integer as text: optional sign, digits, optional ``.000`` and spaces.
 INTEGER_TEXT = r"^\s*[+-]?[0-9]+(\.0*)?\s*$"

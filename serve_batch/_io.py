@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from serve_batch.errors import DataError, UsageError
+from movierec.serve_batch.errors import DataError, UsageError
 
 #: Supported file name endings -> format (checked longest first).
 FORMATS = {".csv.gz": "csv.gz", ".parquet": "parquet", ".csv": "csv"}

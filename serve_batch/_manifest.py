@@ -14,9 +14,9 @@ import numpy as np
 import onnxruntime as ort
 import pyarrow as pa
 
-from serve_batch import contract
-from serve_batch._artifacts import Artifacts
-from serve_batch._config import ScoreConfig
+from movierec.serve_batch import contract
+from movierec.serve_batch._artifacts import Artifacts
+from movierec.serve_batch._config import ScoreConfig
 
 MANIFEST_SUFFIX = ".manifest.json"
 

@@ -11,11 +11,11 @@ import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
-from serve_batch import contract
-from serve_batch._artifacts import SHOW_IDS, Artifacts, load_artifacts
-from serve_batch._config import ScoreConfig, check_config
-from serve_batch._ids import convert_id_column
-from serve_batch._io import (
+from movierec.serve_batch import contract
+from movierec.serve_batch._artifacts import SHOW_IDS, Artifacts, load_artifacts
+from movierec.serve_batch._config import ScoreConfig, check_config
+from movierec.serve_batch._ids import convert_id_column
+from movierec.serve_batch._io import (
     ROW_GROUP_ROWS,
     BackgroundWriter,
     Prefetch,
@@ -27,10 +27,15 @@ from serve_batch._io import (
     insert_before_extension,
     open_table,
 )
-from serve_batch._manifest import ErrorMetrics, build_manifest, manifest_path, write_manifest
-from serve_batch._topk import TOPK_SCHEMA, TopKAccumulator
-from serve_batch.atomic import AtomicOutputs
-from serve_batch.errors import DataError, UsageError
+from movierec.serve_batch._manifest import (
+    ErrorMetrics,
+    build_manifest,
+    manifest_path,
+    write_manifest,
+)
+from movierec.serve_batch._topk import TOPK_SCHEMA, TopKAccumulator
+from movierec.serve_batch.atomic import AtomicOutputs
+from movierec.serve_batch.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)
 

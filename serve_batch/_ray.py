@@ -61,17 +61,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from serve_batch import contract
-from serve_batch._artifacts import Artifacts, load_artifacts
-from serve_batch._catalog import (
+from movierec.serve_batch import contract
+from movierec.serve_batch._artifacts import Artifacts, load_artifacts
+from movierec.serve_batch._catalog import (
     apply_unknown_policy,
     read_exclusions,
     read_users,
     score_user_block,
 )
-from serve_batch._config import DEFAULT_CATALOG_TOP_K, ScoreConfig, check_config
-from serve_batch._ids import convert_id_column
-from serve_batch._io import (
+from movierec.serve_batch._config import DEFAULT_CATALOG_TOP_K, ScoreConfig, check_config
+from movierec.serve_batch._ids import convert_id_column
+from movierec.serve_batch._io import (
     FORMATS,
     TableReader,
     TableWriter,
@@ -81,11 +81,16 @@ from serve_batch._io import (
     insert_before_extension,
     open_table,
 )
-from serve_batch._manifest import ErrorMetrics, build_manifest, manifest_path, write_manifest
-from serve_batch._pairs import UnknownTally, _PairsRun
-from serve_batch._topk import TOPK_SCHEMA, TopKAccumulator, select_top_k
-from serve_batch.atomic import AtomicOutputs, sweep_stale_temps, temp_path_beside
-from serve_batch.errors import ArtifactError, DataError, MovieRecError, UsageError
+from movierec.serve_batch._manifest import (
+    ErrorMetrics,
+    build_manifest,
+    manifest_path,
+    write_manifest,
+)
+from movierec.serve_batch._pairs import UnknownTally, _PairsRun
+from movierec.serve_batch._topk import TOPK_SCHEMA, TopKAccumulator, select_top_k
+from movierec.serve_batch.atomic import AtomicOutputs, sweep_stale_temps, temp_path_beside
+from movierec.serve_batch.errors import ArtifactError, DataError, MovieRecError, UsageError
 
 log = logging.getLogger(__name__)
 

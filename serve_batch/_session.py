@@ -7,8 +7,8 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from serve_batch import contract
-from serve_batch.errors import ArtifactError
+from movierec.serve_batch import contract
+from movierec.serve_batch.errors import ArtifactError
 
 PROVIDERS = ["CPUExecutionProvider"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from serve_batch import contract
+from movierec.serve_batch import contract
 
 #: Schema of every top-k table (pairs and catalog mode).
 TOPK_SCHEMA = pa.schema(

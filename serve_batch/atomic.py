@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from serve_batch.errors import UsageError
+from movierec.serve_batch.errors import UsageError
 
 __all__ = ["AtomicOutputs", "atomic_path", "sweep_stale_temps", "temp_path_beside"]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
-from serve_batch import contract
-from serve_batch._catalog import score_catalog
-from serve_batch._config import (
+from movierec.serve_batch import contract
+from movierec.serve_batch._catalog import score_catalog
+from movierec.serve_batch._config import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CATALOG_TOP_K,
     ENGINES,
@@ -18,9 +18,14 @@ from serve_batch._config import (
     UNKNOWN_POLICIES,
     ScoreConfig,
 )
-from serve_batch._pairs import score_file
-from serve_batch._session import RUN_ROWS
-from serve_batch.cli_support import artifacts_option, quiet_option, run_command, setup_logging
+from movierec.serve_batch._pairs import score_file
+from movierec.serve_batch._session import RUN_ROWS
+from movierec.serve_batch.cli_support import (
+    artifacts_option,
+    quiet_option,
+    run_command,
+    setup_logging,
+)
 
 _EPILOG = """\b
 Files: INPUT, OUTPUT and the other tables are Parquet or CSV, chosen by the
@@ -218,7 +223,7 @@ def cli(
         threads_per_worker=threads_per_worker,
     )
     if engine == "ray":
-        from serve_batch._ray import score_with_ray  # optional extra: imported on demand
+        from movierec.serve_batch._ray import score_with_ray  # optional extra: imported on demand
 
         score_with_ray(config)
     else:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from serve_batch.errors import MovieRecError
+from movierec.serve_batch.errors import MovieRecError
 
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1

@@ -35,8 +35,8 @@ def synthetic_ml100k(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_artifacts(tmp_path_factory, synthetic_ml100k) -> Path:
     """A folder holding a checkpoint trained on synthetic ml-100k-layout data."""
-    from train.config import TrainConfig
-    from train.pipeline import run_training
+    from movierec.train.config import TrainConfig
+    from movierec.train.pipeline import run_training
 
     out = tmp_path_factory.mktemp("artifacts")
     run_training(

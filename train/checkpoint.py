@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from serve_batch.atomic import atomic_path
-from serve_batch.errors import ArtifactError
-from train.model import ModelConfig, RecommenderNet
-from train.split import Part, Split, Vocabulary
+from movierec.serve_batch.atomic import atomic_path
+from movierec.serve_batch.errors import ArtifactError
+from movierec.train.model import ModelConfig, RecommenderNet
+from movierec.train.split import Part, Split, Vocabulary
 
 CHECKPOINT_FORMAT = "movierec-checkpoint"
 CHECKPOINT_VERSION = 1

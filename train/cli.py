@@ -1,4 +1,4 @@
-"""``rec-train``: the command line over :func:`train.pipeline.run_training`."""
+"""``rec-train``: the command line over :func:`movierec.train.pipeline.run_training`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,14 @@ from pathlib import Path
 
 import click
 
-from serve_batch import contract
-from serve_batch.cli_support import artifacts_option, quiet_option, run_command, setup_logging
-from train.config import PRESETS, TrainConfig
+from movierec.serve_batch import contract
+from movierec.serve_batch.cli_support import (
+    artifacts_option,
+    quiet_option,
+    run_command,
+    setup_logging,
+)
+from movierec.train.config import PRESETS, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +185,7 @@ def _parse_hidden(ctx: click.Context, param: click.Parameter, value: str | None)
 @quiet_option()
 def cli(arch: str, quiet: bool, **options) -> None:
     """Train RecommenderNet on MovieLens and keep the best checkpoint and its metrics."""
-    from train.pipeline import run_training  # imports torch: keep --help fast
+    from movierec.train.pipeline import run_training  # imports torch: keep --help fast
 
     setup_logging(quiet)
     config = TrainConfig.for_arch(arch, quiet=quiet, **options)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from serve_batch.errors import UsageError
+from movierec.serve_batch.errors import UsageError
 
 #: Per-architecture defaults; an explicit CLI option overrides the preset value.
 PRESETS: dict[str, dict] = {

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from train.split import Vocabulary
+from movierec.train.split import Vocabulary
 
 
 def _standardise(values: np.ndarray) -> np.ndarray:

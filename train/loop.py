@@ -15,9 +15,9 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from train.config import TrainConfig
-from train.model import RecommenderNet
-from train.split import Part
+from movierec.train.config import TrainConfig
+from movierec.train.model import RecommenderNet
+from movierec.train.split import Part
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from train.split import Split
+from movierec.train.split import Split
 
 
 def rating_errors(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:

@@ -11,22 +11,22 @@ import numpy as np
 import pandas as pd
 import torch
 
-from serve_batch import contract
-from serve_batch.atomic import atomic_path
-from serve_batch.errors import UsageError
-from train.checkpoint import Checkpoint, package_version, save_checkpoint, utc_now
-from train.config import TrainConfig
-from train.data import MovieLensData, load_movielens, resolve_data_path
-from train.features import movie_features, user_features
-from train.loop import History, deterministic_algorithms, fit, predict_part
-from train.metrics import (
+from movierec.serve_batch import contract
+from movierec.serve_batch.atomic import atomic_path
+from movierec.serve_batch.errors import UsageError
+from movierec.train.checkpoint import Checkpoint, package_version, save_checkpoint, utc_now
+from movierec.train.config import TrainConfig
+from movierec.train.data import MovieLensData, load_movielens, resolve_data_path
+from movierec.train.features import movie_features, user_features
+from movierec.train.loop import History, deterministic_algorithms, fit, predict_part
+from movierec.train.metrics import (
     popularity_scores,
     ranking_metrics,
     ranking_metrics_many,
     rating_errors,
 )
-from train.model import ModelConfig, RecommenderNet
-from train.split import Part, Split, split_ratings
+from movierec.train.model import ModelConfig, RecommenderNet
+from movierec.train.split import Part, Split, split_ratings
 
 log = logging.getLogger(__name__)
 

@@ -9,15 +9,15 @@ import pyarrow as pa
 import pytest
 import torch
 
-import export.parity
-from export.cli import cli
-from export.config import ExportConfig
-from export.opsets import max_supported_opset
-from export.pipeline import REPORT_FILE, run_export
-from serve_batch import contract, load_artifacts
-from serve_batch.cli_support import run_command
-from serve_batch.errors import ArtifactError, ParityError, UsageError
-from train.checkpoint import load_checkpoint
+from movierec.export import parity as export_parity
+from movierec.export.cli import cli
+from movierec.export.config import ExportConfig
+from movierec.export.opsets import max_supported_opset
+from movierec.export.pipeline import REPORT_FILE, run_export
+from movierec.serve_batch import contract, load_artifacts
+from movierec.serve_batch.cli_support import run_command
+from movierec.serve_batch.errors import ArtifactError, ParityError, UsageError
+from movierec.train.checkpoint import load_checkpoint
 
 
 @pytest.fixture(scope="module", params=[17, 18])
@@ -140,9 +140,9 @@ def test_failed_parity_publishes_nothing(trained_artifacts, tmp_path, monkeypatc
     out = tmp_path / "out"
     out.mkdir()
     (out / contract.MODEL_FILE).write_bytes(b"previous model")
-    real = export.parity.torch_predict
+    real = export_parity.torch_predict
     monkeypatch.setattr(
-        export.parity,
+        export_parity,
         "torch_predict",
         lambda *a: tuple(x + np.float32(0.01) for x in real(*a)),
     )
@@ -227,7 +227,7 @@ def test_catalog_graph_scores_like_pytorch(exported, trained_artifacts):
 
 
 def test_scorer_uses_the_exported_catalog_graph(exported):
-    from serve_batch._catalog import score_user_block
+    from movierec.serve_batch._catalog import score_user_block
 
     _, out, _ = exported
     with_graph = load_artifacts(out / contract.MODEL_FILE, out / contract.MAPPING_FILE)
@@ -254,7 +254,7 @@ def test_scorer_uses_the_exported_catalog_graph(exported):
 
 def test_failed_catalog_parity_publishes_nothing(trained_artifacts, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    real = export.parity.score_block_by_pairs
+    real = export_parity.score_block_by_pairs
 
     def reversed_ranks(*args, **kwargs):
         table = real(*args, **kwargs)
@@ -264,7 +264,7 @@ def test_failed_catalog_parity_publishes_nothing(trained_artifacts, tmp_path, mo
             pa.array(table.column(contract.MOVIE_COL).to_numpy()[::-1].copy()),
         )
 
-    monkeypatch.setattr(export.parity, "score_block_by_pairs", reversed_ranks)
+    monkeypatch.setattr(export_parity, "score_block_by_pairs", reversed_ranks)
     with pytest.raises(ParityError, match=r"catalog top-\d+ of \d+ users \(table == pairs path\)"):
         run_export(ExportConfig(artifacts=trained_artifacts, output=out))
     assert not any(p.name.endswith(".onnx") for p in out.iterdir())

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from export.folding import FoldedNet, ScoringModule, count_flops_per_pair
-from train.model import ModelConfig, RecommenderNet, seed_config
+from movierec.export.folding import FoldedNet, ScoringModule, count_flops_per_pair
+from movierec.train.model import ModelConfig, RecommenderNet, seed_config
 
 VARIANTS = {
     "seed": lambda: seed_config(9, 11, 1.0, 5.0, 3.5),
@@ -67,7 +67,7 @@ def test_folding_cuts_the_operations_of_the_notebook_network_about_4x():
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_catalog_net_scores_every_movie_and_keeps_the_top_k(name):
-    from export.folding import CatalogNet
+    from movierec.export.folding import CatalogNet
 
     model = random_model(name, seed=1)
     net = CatalogNet(model)

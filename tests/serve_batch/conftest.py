@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from fake_model import FakeArtifacts, build_fake_artifacts, build_fake_catalog
 
-from serve_batch import Artifacts, load_artifacts
-from serve_batch.cli import cli
-from serve_batch.cli_support import run_command
+from movierec.serve_batch import Artifacts, load_artifacts
+from movierec.serve_batch.cli import cli
+from movierec.serve_batch.cli_support import run_command
 
 
 @pytest.fixture(scope="session")

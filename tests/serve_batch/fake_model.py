@@ -22,7 +22,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from onnx import TensorProto, helper, numpy_helper
 
-from serve_batch import contract
+from movierec.serve_batch import contract
 
 OPSET = 17
 RATING_MIN, RATING_MAX = 1.0, 5.0

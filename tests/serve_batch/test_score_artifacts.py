@@ -12,8 +12,8 @@ import onnx
 import pytest
 from fake_model import RATING_MAX, RATING_MIN, build_fake_artifacts
 
-from serve_batch import Artifacts, Prediction, contract, load_artifacts
-from serve_batch.errors import ArtifactError, DataError, UsageError
+from movierec.serve_batch import Artifacts, Prediction, contract, load_artifacts
+from movierec.serve_batch.errors import ArtifactError, DataError, UsageError
 
 
 def copy_artifacts(fake, dst: Path) -> Path:

@@ -23,7 +23,15 @@ def start_scoring(fake, tmp_path: Path, out: Path, *extra: str) -> subprocess.Po
         tmp_path / "in.parquet",
         {"user_id": rng.choice(fake.user_ids, n), "movie_id": rng.choice(fake.movie_ids, n)},
     )
-    cmd = [sys.executable, "-m", "serve_batch", str(inp), str(out), "--artifacts", str(fake.folder)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "movierec.serve_batch",
+        str(inp),
+        str(out),
+        "--artifacts",
+        str(fake.folder),
+    ]
     # small batches and one ORT thread: a long run, and a core left for this test's polling
     cmd += ["--batch-size", "500", "--threads", "1", "--quiet", *extra]
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -84,7 +92,7 @@ def test_sigterm_cleans_up_its_temp_files(fake, tmp_path: Path) -> None:
 
 
 def test_atomic_path_replaces_whole_or_leaves_the_target_alone(tmp_path: Path) -> None:
-    from serve_batch.atomic import atomic_path
+    from movierec.serve_batch.atomic import atomic_path
 
     target = tmp_path / "metrics.json"
     target.write_text("old")
@@ -112,7 +120,7 @@ def _dead_pid() -> int:
 def test_next_run_sweeps_only_stale_leftovers_of_killed_runs(
     fake, tmp_path: Path, run_cli, make_pairs
 ) -> None:
-    from serve_batch.atomic import STALE_AFTER_SECONDS
+    from movierec.serve_batch.atomic import STALE_AFTER_SECONDS
 
     src = write_table(tmp_path / "in.parquet", make_pairs(50))
     out = tmp_path / "out.parquet"

@@ -11,8 +11,8 @@ from fake_model import list_dir, read_table, write_table
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serve_batch import ScoreConfig, load_artifacts, score_catalog
-from serve_batch.errors import DataError
+from movierec.serve_batch import ScoreConfig, load_artifacts, score_catalog
+from movierec.serve_batch.errors import DataError
 
 
 def brute_force_catalog(fake, users, exclude: pd.DataFrame | None, k: int) -> pd.DataFrame:

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 from test_score_catalog import assert_same, brute_force_catalog, run_catalog
 
-import serve_batch._catalog as catalog_mod
-from serve_batch import ScoreConfig, contract, load_artifacts, score_catalog
-from serve_batch._catalog import score_block_by_pairs, score_user_block
-from serve_batch.errors import ArtifactError
+import movierec.serve_batch._catalog as catalog_mod
+from movierec.serve_batch import ScoreConfig, contract, load_artifacts, score_catalog
+from movierec.serve_batch._catalog import score_block_by_pairs, score_user_block
+from movierec.serve_batch.errors import ArtifactError
 
 
 def random_exclusions(fake, n: int, seed: int) -> pd.DataFrame:

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from fake_model import list_dir, write_table
 
-from serve_batch import contract
-from serve_batch.cli import cli
+from movierec.serve_batch import contract
+from movierec.serve_batch.cli import cli
 
 
 def test_pairs_mode_end_to_end(run_cli, make_pairs, tmp_path: Path) -> None:
@@ -41,7 +41,7 @@ def test_catalog_mode_end_to_end(run_cli, fake, tmp_path: Path) -> None:
 
 
 def test_unknown_warning_is_logged_unless_quiet(fake, make_pairs, tmp_path: Path, capsys) -> None:
-    from serve_batch.cli_support import run_command
+    from movierec.serve_batch.cli_support import run_command
 
     inp = write_table(tmp_path / "in.parquet", make_pairs(100, unknown=True))
     args = [str(inp), str(tmp_path / "o.parquet"), "--artifacts", str(fake.folder)]
@@ -116,7 +116,7 @@ def test_missing_artifacts_exit_2(run_cli, make_pairs, tmp_path: Path) -> None:
 def test_unexpected_error_exits_1_with_traceback(
     run_cli, make_pairs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import serve_batch._pairs as pairs_module
+    import movierec.serve_batch._pairs as pairs_module
 
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
@@ -169,7 +169,15 @@ def test_python_dash_m_entry_point(fake, make_pairs, tmp_path: Path) -> None:
     inp = write_table(tmp_path / "in.parquet", make_pairs(20))
     out = tmp_path / "out.csv"
     proc = subprocess.run(
-        [sys.executable, "-m", "serve_batch", str(inp), str(out), "--artifacts", str(fake.folder)],
+        [
+            sys.executable,
+            "-m",
+            "movierec.serve_batch",
+            str(inp),
+            str(out),
+            "--artifacts",
+            str(fake.folder),
+        ],
         capture_output=True,
         text=True,
         cwd=Path(__file__).resolve().parents[2],

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serve_batch._idmap import build_idmap
+from movierec.serve_batch._idmap import build_idmap
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 

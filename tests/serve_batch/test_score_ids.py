@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serve_batch._ids import convert_id_column
-from serve_batch.errors import DataError
+from movierec.serve_batch._ids import convert_id_column
+from movierec.serve_batch.errors import DataError
 
 IDS = st.integers(min_value=-(2**62), max_value=2**62)
 

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from fake_model import list_dir, read_table, write_table
 
-from serve_batch import ScoreConfig, score_file
-from serve_batch.errors import DataError, UsageError
+from movierec.serve_batch import ScoreConfig, score_file
+from movierec.serve_batch.errors import DataError, UsageError
 
 FORMATS = ["parquet", "csv", "csv.gz"]
 
@@ -348,7 +348,7 @@ def test_input_with_prediction_column_is_an_error(fake, make_pairs, tmp_path: Pa
 
 
 def test_bad_artifacts_leave_no_output(fake, make_pairs, tmp_path: Path) -> None:
-    from serve_batch.errors import ArtifactError
+    from movierec.serve_batch.errors import ArtifactError
 
     inp = write_table(tmp_path / "in.parquet", make_pairs(5))
     cfg = ScoreConfig(input=inp, output=tmp_path / "out.parquet", artifacts=tmp_path / "none")

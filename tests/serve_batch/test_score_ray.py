@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from fake_model import list_dir, write_table
 
-from serve_batch import ScoreConfig, score_catalog, score_file
+from movierec.serve_batch import ScoreConfig, score_catalog, score_file
 
 # Ray Data sets some of its own deprecated options internally; not this project's concern
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")
@@ -77,9 +77,9 @@ def test_pairs_with_top_k_match_local_engine_bit_for_bit(
 ) -> None:
     """Fallback for unknown IDs, a rank_score head with exact ties, one file read as
     4 row groups by 4 read tasks (so 2 actors), each in blocks of 53 rows."""
-    import serve_batch._ray
+    from movierec.serve_batch import _ray as ray_module
 
-    monkeypatch.setattr(serve_batch._ray, "READ_TASK_ROWS", 100)
+    monkeypatch.setattr(ray_module, "READ_TASK_ROWS", 100)
     inp = tmp_path / "in.parquet"
     pq.write_table(pairs_table(fake_ranked, 600, seed=1), inp, row_group_size=150)
     kw = dict(artifacts=fake_ranked.folder, quiet=True, batch_size=53, top_k=4)
@@ -171,7 +171,7 @@ def test_catalog_folder_output_and_unknown_error_policy(ray_local, fake, tmp_pat
     assert read_parts(tmp_path / "top").equals(pq.read_table(tmp_path / "local.parquet"))
     # --unknown error fails on the driver, before any output exists
     bad = write_table(tmp_path / "bad.csv", {"user_id": [fake.user_ids[0], 77777]})
-    from serve_batch.errors import DataError
+    from movierec.serve_batch.errors import DataError
 
     with pytest.raises(DataError, match=r"1 of 2 distinct users .*first: 77777.*row 1"):
         score_file_ray(bad, tmp_path / "none", **kw, on_unknown="error")
@@ -239,15 +239,15 @@ def test_missing_ray_extra_says_how_to_install(
 
 
 def score_file_ray(inp: Path, out: Path, **kw) -> dict:
-    from serve_batch._ray import score_with_ray
+    from movierec.serve_batch._ray import score_with_ray
 
     return score_with_ray(ScoreConfig(input=inp, output=out, engine="ray", **kw))
 
 
 def test_staged_folder_replaces_only_an_earlier_output(tmp_path: Path) -> None:
     """Without Ray: the commit of folder outputs (temp folder, _SUCCESS, rename)."""
-    from serve_batch._ray import _StagedOutputs
-    from serve_batch.errors import UsageError
+    from movierec.serve_batch._ray import _StagedOutputs
+    from movierec.serve_batch.errors import UsageError
 
     target = tmp_path / "out"
     for run in ("first", "second"):

@@ -12,8 +12,8 @@ from fake_model import read_table, write_table
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serve_batch import ScoreConfig, load_artifacts, score_file
-from serve_batch._topk import (
+from movierec.serve_batch import ScoreConfig, load_artifacts, score_file
+from movierec.serve_batch._topk import (
     TopKAccumulator,
     order_for_top_k,
     select_block_top_k,

@@ -32,11 +32,11 @@ BLOCK_TORCH_AND_RUN = textwrap.dedent(
     else:
         raise SystemExit("the torch blocker does not work")
 
-    import serve_batch
-    for info in pkgutil.walk_packages(serve_batch.__path__, "serve_batch."):
+    import movierec.serve_batch
+    for info in pkgutil.walk_packages(movierec.serve_batch.__path__, "movierec.serve_batch."):
         importlib.import_module(info.name)
 
-    from serve_batch.cli import main
+    from movierec.serve_batch.cli import main
 
     codes = []
     for argv in (sys.argv[1:5], sys.argv[5:]):
@@ -82,4 +82,4 @@ def test_base_dependencies_exclude_torch() -> None:
     ]
     assert "torch" not in names and not any(n.startswith(("torch", "pytorch")) for n in names)
     assert {"onnxruntime", "numpy", "pyarrow", "click"} <= set(names)
-    assert project["scripts"]["rec-score"] == "serve_batch.cli:main"
+    assert project["scripts"]["rec-score"] == "movierec.serve_batch.cli:main"

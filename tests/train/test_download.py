@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from serve_batch.errors import DataError
+from movierec.serve_batch.errors import DataError
+from movierec.train.data import ML100K_SHA256, ML100K_URL, load_movielens, resolve_data_path
 from tests.synthetic import make_ratings, write_ml100k
-from train.data import ML100K_SHA256, ML100K_URL, load_movielens, resolve_data_path
 
 REAL_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 HASHED = ("u.data", "u.item", "u.user", "u.genre")
@@ -210,7 +210,7 @@ def test_a_concurrent_run_that_finished_first_wins(
     synthetic_zip, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When another process moved a verified copy into place meanwhile, keep that one."""
-    from train.data import _download
+    from movierec.train.data import _download
 
     archive, hashes = synthetic_zip
     cache = tmp_path / "cache"

@@ -3,9 +3,9 @@ import pandas as pd
 import pytest
 import torch
 
-from train.features import movie_features, user_features
-from train.model import ModelConfig, RecommenderNet
-from train.split import Vocabulary, split_given_test
+from movierec.train.features import movie_features, user_features
+from movierec.train.model import ModelConfig, RecommenderNet
+from movierec.train.split import Vocabulary, split_given_test
 
 
 def _model(**kw) -> RecommenderNet:

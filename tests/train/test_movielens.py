@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serve_batch.errors import DataError
+from movierec.serve_batch.errors import DataError
+from movierec.train.data import ML100K_SHA256, MovieLensData, load_movielens
 from tests.synthetic import (
     SyntheticData,
     make_ratings,
@@ -22,7 +23,6 @@ from tests.synthetic import (
     write_ml1m,
     write_ml100k,
 )
-from train.data import ML100K_SHA256, MovieLensData, load_movielens
 
 REAL_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -351,7 +351,7 @@ def test_line_numbers_count_blank_lines_and_crlf(data: SyntheticData, tmp_path: 
 
 def test_bad_line_deep_in_a_large_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The bad line sits many scan blocks in: the message still names the right line."""
-    monkeypatch.setattr("train.data._parse._SCAN_BLOCK", 4096)  # ~200 lines per block
+    monkeypatch.setattr("movierec.train.data._parse._SCAN_BLOCK", 4096)  # ~200 lines per block
     big = make_ratings(n_users=100, n_movies=100, n_ratings=6_000, seed=9)
     folder = write_ml1m(tmp_path / "a", big)
     set_line(folder / "ratings.dat", 5_123, "17::4::3")

@@ -3,10 +3,10 @@ import pandas as pd
 import pytest
 from sklearn.model_selection import train_test_split
 
+from movierec.train.data import load_movielens
+from movierec.train.split import encode_ids, split_ratings
 from tests.conftest import real_data
 from tests.synthetic import make_ratings
-from train.data import load_movielens
-from train.split import encode_ids, split_ratings
 
 
 def test_encode_ids_is_dense_and_sorted():

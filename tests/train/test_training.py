@@ -5,17 +5,17 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from serve_batch import contract
-from serve_batch.cli_support import run_command
-from serve_batch.errors import UsageError
+from movierec.serve_batch import contract
+from movierec.serve_batch.cli_support import run_command
+from movierec.serve_batch.errors import UsageError
+from movierec.train.checkpoint import load_checkpoint
+from movierec.train.cli import cli
+from movierec.train.config import TrainConfig
+from movierec.train.metrics import rank_top_k, ranking_metrics
+from movierec.train.model import ModelConfig, RecommenderNet
+from movierec.train.pipeline import run_training
+from movierec.train.split import Part, Split, Vocabulary
 from tests.conftest import TINY
-from train.checkpoint import load_checkpoint
-from train.cli import cli
-from train.config import TrainConfig
-from train.metrics import rank_top_k, ranking_metrics
-from train.model import ModelConfig, RecommenderNet
-from train.pipeline import run_training
-from train.split import Part, Split, Vocabulary
 
 
 def test_tiny_training_beats_global_mean(trained_artifacts):
@@ -205,7 +205,7 @@ def test_cli_end_to_end(synthetic_ml100k, tmp_path):
 def test_deterministic_algorithms_are_on_while_training_and_restored_after():
     import torch
 
-    from train.loop import deterministic_algorithms
+    from movierec.train.loop import deterministic_algorithms
 
     before = torch.are_deterministic_algorithms_enabled()
     with deterministic_algorithms():
@@ -214,7 +214,7 @@ def test_deterministic_algorithms_are_on_while_training_and_restored_after():
 
 
 def test_choose_rank_mix_scores_once_and_agrees_with_one_pass_per_mix(trained_artifacts):
-    from train.pipeline import RANK_MIX_GRID, choose_rank_mix, score_users_fn
+    from movierec.train.pipeline import RANK_MIX_GRID, choose_rank_mix, score_users_fn
 
     ckpt = load_checkpoint(trained_artifacts / contract.CHECKPOINT_FILE)
     model, split = ckpt.model, ckpt.split

@@ -6,12 +6,12 @@ Three folder layouts are read, detected from the ratings file present:
 - ``ratings.dat`` → ``"ml-1m"`` (``::``-separated: ml-1m, and ml-10m without users.dat);
 - ``ratings.csv`` → ``"csv"`` (ml-latest-small, ml-20m, ml-25m: CSV with a header).
 
-Every problem with the data raises ``serve_batch.errors.DataError`` naming the file,
+Every problem with the data raises ``movierec.serve_batch.errors.DataError`` naming the file,
 the line and what is wrong.
 """
 
-from train.data._download import ML100K_SHA256, ML100K_URL, resolve_data_path
-from train.data._movielens import MovieLensData, load_movielens
+from movierec.train.data._download import ML100K_SHA256, ML100K_URL, resolve_data_path
+from movierec.train.data._movielens import MovieLensData, load_movielens
 
 __all__ = [
     "ML100K_SHA256",

@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
-from serve_batch.errors import DataError
+from movierec.serve_batch.errors import DataError
 
 logger = logging.getLogger(__name__)
 

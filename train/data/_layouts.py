@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from serve_batch.errors import DataError
+from movierec.serve_batch.errors import DataError
 
 ML100K = "ml-100k"
 ML1M = "ml-1m"

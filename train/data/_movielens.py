@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from train.data import _parse
-from train.data._layouts import ML1M, ML10M_SCALE, ML100K, detect_layout
+from movierec.train.data import _parse
+from movierec.train.data._layouts import ML1M, ML10M_SCALE, ML100K, detect_layout
 
 
 @dataclass(frozen=True, eq=False)

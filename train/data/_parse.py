@@ -24,8 +24,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from serve_batch.errors import DataError
-from train.data._layouts import Layout
+from movierec.serve_batch.errors import DataError
+from movierec.train.data._layouts import Layout
 
 #: Genre names of MovieLens 100K, in u.item's flag order; used when u.genre is absent.
 ML100K_GENRES = (
