@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from movierec.serve_batch._arrow import null_mask, to_numpy
 from movierec.serve_batch.errors import DataError
 
 #: A decimal integer as text: optional sign, digits, optional ``.000`` and spaces.
@@ -47,17 +48,17 @@ def convert_id_column(
         )
 
     if column.null_count:
-        row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+        row = int(np.flatnonzero(null_mask(column))[0])
         raise fail(row, "a null (missing) value")
     t = column.type
     if pa.types.is_integer(t):
-        values = column.to_numpy(zero_copy_only=False)
+        values = to_numpy(column)
         if pa.types.is_uint64(t) and values.size and values.max() > _INT64_MAX:
             row = int(np.argmax(values > _INT64_MAX))
             raise fail(row, f"{values[row]} (larger than int64)")
         return np.ascontiguousarray(values, dtype=np.int64)
     if pa.types.is_floating(t) or pa.types.is_decimal(t):
-        values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        values = to_numpy(column.cast(pa.float64()))
         return _convert_floats(values, fail)
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return _convert_strings(column, fail)
@@ -80,21 +81,17 @@ def _convert_strings(column: pa.Array, fail) -> np.ndarray:
     # fast path: only ASCII digits (Arrow's cast alone would also take "0x10")
     if pc.all(pc.ascii_is_decimal(column)).as_py():
         try:
-            return np.ascontiguousarray(
-                pc.cast(column, pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64
-            )
+            return np.ascontiguousarray(to_numpy(pc.cast(column, pa.int64())), dtype=np.int64)
         except pa.ArrowInvalid:
             pass  # overflow: reported below
-    ok = pc.match_substring_regex(column, INTEGER_TEXT).to_numpy(zero_copy_only=False)
+    ok = to_numpy(pc.match_substring_regex(column, INTEGER_TEXT))
     if not ok.all():
         row = int(np.argmax(~ok))
         value = column[row].as_py()
         raise fail(row, "an empty value" if not value.strip() else _show(value))
     cleaned = pc.replace_substring_regex(column, r"^\s*\+?|(\.0*)?\s*$", "")
     try:
-        return np.ascontiguousarray(
-            pc.cast(cleaned, pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64
-        )
+        return np.ascontiguousarray(to_numpy(pc.cast(cleaned, pa.int64())), dtype=np.int64)
     except pa.ArrowInvalid:  # only overflow is left: find it in Python (error path only)
         for row, text in enumerate(cleaned.to_pylist()):
             if not -_INT64_MAX - 1 <= int(text) <= _INT64_MAX:

@@ -12,6 +12,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from movierec.serve_batch import contract
+from movierec.serve_batch._arrow import from_numpy, to_numpy
 from movierec.serve_batch._artifacts import SHOW_IDS, Artifacts, load_artifacts
 from movierec.serve_batch._config import ScoreConfig, check_config
 from movierec.serve_batch._ids import convert_id_column
@@ -111,7 +112,7 @@ def score_file(config: ScoreConfig) -> dict[str, Any]:
                 "k": config.top_k,
                 "path": str(topk_path),
                 "rows": table.num_rows,
-                "users": len(np.unique(table.column(0).to_numpy())),
+                "users": len(np.unique(to_numpy(table.column(0)))),
             }
         manifest = build_manifest(
             mode="pairs",
@@ -219,16 +220,16 @@ class _PairsRun:
                     cols[self.user_i] = _as_int64_array(cols[self.user_i], users)
                     cols[self.movie_i] = _as_int64_array(cols[self.movie_i], movies)
                 else:
-                    mask = pa.array(kept)
+                    mask = from_numpy(kept)
                     cols = [c.filter(mask) for c in cols]
                     users, movies = users[kept], movies[kept]
-                    cols[self.user_i] = pa.array(users)
-                    cols[self.movie_i] = pa.array(movies)
-                cols.append(pa.array(pred.ratings))
-                cols.append(pa.array(pred.cold_start))
+                    cols[self.user_i] = from_numpy(users)
+                    cols[self.movie_i] = from_numpy(movies)
+                cols.append(from_numpy(pred.ratings))
+                cols.append(from_numpy(pred.cold_start))
                 writer.write(pa.RecordBatch.from_arrays(cols, schema=self.out_schema))
                 if self.rating_i is not None:
-                    truth = cols[self.rating_i].cast(pa.float64()).to_numpy(zero_copy_only=False)
+                    truth = to_numpy(cols[self.rating_i].cast(pa.float64()))
                     self.metrics.add(truth, pred.ratings)
                 if self.topk is not None:
                     self.topk.add(users, movies, pred.ratings, pred.rank_scores, pred.cold_start)
@@ -301,7 +302,7 @@ class _PairsRun:
 def _as_int64_array(original: pa.Array, values: np.ndarray) -> pa.Array:
     if original.type == pa.int64() and original.null_count == 0:
         return original
-    return pa.array(values, pa.int64())
+    return from_numpy(values, np.int64)
 
 
 class DistinctIds:

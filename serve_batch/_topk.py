@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from movierec.serve_batch import contract
+from movierec.serve_batch._arrow import from_numpy
 
 #: Schema of every top-k table (pairs and catalog mode).
 TOPK_SCHEMA = pa.schema(
@@ -168,11 +169,11 @@ def build_topk_table(
 ) -> pa.Table:
     return pa.Table.from_arrays(
         [
-            pa.array(users, pa.int64()),
-            pa.array(ranks, pa.int32()),
-            pa.array(movies, pa.int64()),
-            pa.array(scores, pa.float32()),
-            pa.array(cold, pa.bool_()),
+            from_numpy(users, np.int64),
+            from_numpy(ranks, np.int32),
+            from_numpy(movies, np.int64),
+            from_numpy(scores, np.float32),
+            from_numpy(cold, np.bool_),
         ],
         schema=TOPK_SCHEMA,
     )

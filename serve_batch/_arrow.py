@@ -1,0 +1,86 @@
+"""Arrow <-> numpy for the scorer's columns without pyarrow's pandas probe.
+
+Where pandas is installed, pyarrow imports it the first time ``Array.to_numpy``,
+``pa.array(ndarray)`` or ``pa.scalar`` runs (its lazy pandas shim checks whether a value
+is a pandas type): 0.5-0.8 s and about 30 MiB of every rec-score run, for nothing the
+scorer uses (`bench/score_lean.py`). The scorer's columns are fixed-width numbers and
+booleans, so they go through their buffers instead, as Arrow's columnar format lays
+them out: an optional validity bitmap and a values buffer, booleans packed eight to a
+byte, least significant bit first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+_NUMPY_DTYPES = {
+    pa.int8(): np.int8,
+    pa.int16(): np.int16,
+    pa.int32(): np.int32,
+    pa.int64(): np.int64,
+    pa.uint8(): np.uint8,
+    pa.uint16(): np.uint16,
+    pa.uint32(): np.uint32,
+    pa.uint64(): np.uint64,
+    pa.float16(): np.float16,
+    pa.float32(): np.float32,
+    pa.float64(): np.float64,
+}
+
+
+def to_numpy(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A numeric or boolean column as a 1-D numpy array; nulls become NaN in a float
+    column. Numbers without nulls are a read-only view of the Arrow buffer (no copy).
+
+    Raises ``TypeError`` for other types and ``ValueError`` for nulls in a column that
+    is not floating point: callers check both before converting.
+    """
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    t = values.type
+    n, offset = len(values), values.offset
+    if pa.types.is_boolean(t):
+        out = _unpack_bits(values.buffers()[1], offset, n)
+    elif t in _NUMPY_DTYPES:
+        dtype = np.dtype(_NUMPY_DTYPES[t])
+        buffer = values.buffers()[1]
+        if n == 0 or buffer is None:
+            out = np.empty(0, dtype)
+        else:
+            out = np.frombuffer(buffer, dtype, count=n, offset=offset * dtype.itemsize)
+    else:
+        raise TypeError(f"expected a numeric or boolean Arrow column, got {t}")
+    if values.null_count:
+        if not pa.types.is_floating(t):
+            raise ValueError(f"a {t} column with {values.null_count} null(s) has no numpy form")
+        valid = _unpack_bits(values.buffers()[0], offset, n)
+        out = np.where(valid, out, np.nan).astype(out.dtype, copy=False)
+    return out
+
+
+def null_mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """True where ``values`` is null, as a numpy bool array."""
+    return to_numpy(values.is_null())
+
+
+def from_numpy(values: np.ndarray, dtype: np.dtype | type | None = None) -> pa.Array:
+    """A 1-D numpy array of numbers or booleans (converted to ``dtype`` if given) as an
+    Arrow array without nulls; numbers share the numpy memory."""
+    array = np.ascontiguousarray(values, dtype=dtype)
+    if array.ndim != 1:
+        raise ValueError(f"expected a 1-D array, got shape {array.shape}")
+    if array.dtype == np.bool_:
+        bits = np.packbits(array, bitorder="little")
+        return pa.Array.from_buffers(pa.bool_(), array.size, [None, pa.py_buffer(bits)])
+    arrow_type = pa.from_numpy_dtype(array.dtype)
+    if arrow_type not in _NUMPY_DTYPES:
+        raise TypeError(f"expected numbers or booleans, got dtype {array.dtype}")
+    return pa.Array.from_buffers(arrow_type, array.size, [None, pa.py_buffer(array)])
+
+
+def _unpack_bits(buffer: pa.Buffer | None, offset: int, n: int) -> np.ndarray:
+    if n == 0 or buffer is None:
+        return np.zeros(n, dtype=np.bool_)
+    bits = np.frombuffer(buffer, np.uint8)
+    return np.unpackbits(bits, count=offset + n, bitorder="little")[offset:].view(np.bool_)
