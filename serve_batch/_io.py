@@ -163,6 +163,26 @@ def _first_line(exc: BaseException) -> str:
 ROW_GROUP_ROWS = 1 << 20
 
 
+def begin_csv(sink: pa.NativeFile, names: Sequence[str]) -> pacsv.WriteOptions:
+    """The write options of a CSV file whose header is plain (``user_id,movie_id,...``;
+    quoted only where a name holds a comma, a quote or a line break).
+
+    pyarrow >= 22 writes such a header itself (``quoting_header="none"``). Older
+    versions always quote header names, so there the header line is written to ``sink``
+    here and pyarrow writes only the rows: the same bytes on every pyarrow version.
+    """
+    if any(set(n) & set(',"\r\n') for n in names):
+        return pacsv.WriteOptions()  # every version quotes each header name
+    if _has_quoting_header():
+        return pacsv.WriteOptions(quoting_header="none")
+    sink.write((",".join(names) + "\n").encode())
+    return pacsv.WriteOptions(include_header=False)
+
+
+def _has_quoting_header() -> bool:
+    return hasattr(pacsv.WriteOptions(), "quoting_header")
+
+
 class TableWriter:
     """Write record batches of a declared schema to Parquet, CSV or gzip CSV.
 
@@ -193,9 +213,7 @@ class TableWriter:
                 self._sink = pa.CompressedOutputStream(str(path), "gzip")
             else:
                 self._sink = pa.OSFile(str(path), "wb")
-            # plain header (user_id,movie_id,...) unless a name needs quoting
-            plain = not any(set(n) & set(',"\r\n') for n in schema.names)
-            options = pacsv.WriteOptions(quoting_header="none" if plain else "needed")
+            options = begin_csv(self._sink, schema.names)
             self._writer = pacsv.CSVWriter(self._sink, schema, write_options=options)
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
