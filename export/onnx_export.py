@@ -12,6 +12,7 @@ import onnx
 import torch
 from torch import nn
 
+from movierec.export.opsets import ir_version_for
 from movierec.serve_batch import contract
 from movierec.serve_batch.errors import ArtifactError
 
@@ -93,7 +94,8 @@ def _export(
     dynamic_shapes: tuple,
 ) -> onnx.ModelProto:
     """torch's exporter works at opset 18 and converts down; it can leave a different opset
-    in the file with only a warning, so the result is checked."""
+    in the file with only a warning, so the result is checked. The file gets the lowest
+    IR version that the opset needs (``ir_version_for``), not the exporter's newest."""
     module = module.eval()
     with torch.no_grad(), _quiet_exporter():
         program = torch.onnx.export(
@@ -114,6 +116,7 @@ def _export(
             f"the exporter wrote opset {declared} although opset {opset} was requested; "
             "nothing was written (try another --opset or another torch/onnxscript version)"
         )
+    model.ir_version = ir_version_for(opset)
     return model
 
 

@@ -1,4 +1,4 @@
-"""Which ONNX opsets this installation can both write and run."""
+"""Which ONNX opsets this installation can both write and run, and at which IR version."""
 
 from __future__ import annotations
 
@@ -11,6 +11,19 @@ from onnx import TensorProto, helper
 from movierec.serve_batch.errors import UsageError
 
 MIN_OPSET = 17
+#: The newest ONNX IR version that onnxruntime 1.17, the oldest that pyproject.toml
+#: accepts, can load. Opsets 17-20 need no more (IR 8 or 9); newer opsets need IR 10+.
+ONNXRUNTIME_FLOOR_MAX_IR = 9
+
+
+def ir_version_for(opset: int) -> int:
+    """The lowest ONNX IR version that a model importing ``opset`` (default domain) needs,
+    from onnx's release table: files an older onnxruntime can still load.
+
+    The exporter writes the newest IR version that the installed onnx knows (IR 10 with
+    onnx 1.16+), which onnxruntime < 1.18 refuses although opset 17 needs only IR 8.
+    """
+    return helper.find_min_ir_version_for([helper.make_opsetid("", opset)])
 
 
 @functools.cache
@@ -29,7 +42,7 @@ def max_supported_opset() -> int:
             [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
         )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-        model.ir_version = min(model.ir_version, 10)
+        model.ir_version = ir_version_for(opset)
         try:
             ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
         except Exception:

@@ -16,7 +16,7 @@ from movierec.export.config import GRAPHS, ExportConfig
 from movierec.export.folding import CatalogNet, FoldedNet, ScoringModule
 from movierec.export.mapping import build_mapping, encode_mapping
 from movierec.export.onnx_export import export_catalog_onnx, export_onnx
-from movierec.export.opsets import check_opset
+from movierec.export.opsets import ONNXRUNTIME_FLOOR_MAX_IR, check_opset, ir_version_for
 from movierec.export.parity import ParityReport, check_parity
 from movierec.serve_batch import contract, load_artifacts
 from movierec.serve_batch.atomic import atomic_path, temp_path_beside
@@ -53,6 +53,7 @@ def build_metadata(
         contract.META_RATING_MIN: repr(float(ckpt.rating_scale[0])),
         contract.META_RATING_MAX: repr(float(ckpt.rating_scale[1])),
         contract.META_OPSET: str(config.opset),
+        contract.META_IR_VERSION: str(ir_version_for(config.opset)),
         contract.META_CREATED_AT: utc_now(),
         contract.META_GRAPH: graph,
     }
@@ -93,12 +94,23 @@ def run_export(config: ExportConfig) -> ExportResult:
     )
     try:
         tmp_mapping.write_bytes(mapping_bytes)
+        ir_version = ir_version_for(config.opset)
         log.info(
-            "exporting the %s checkpoint as the %s graph and the catalog graph at opset %d",
+            "exporting the %s checkpoint as the %s graph and the catalog graph at opset %d "
+            "(ONNX IR version %d)",
             ckpt.model.config.arch,
             config.graph,
             config.opset,
+            ir_version,
         )
+        if ir_version > ONNXRUNTIME_FLOOR_MAX_IR:
+            log.warning(
+                "opset %d needs ONNX IR version %d, which onnxruntime 1.17 (the oldest that "
+                "movierec accepts) cannot load: score this model with a newer onnxruntime, "
+                "or export at opset 20 or lower",
+                config.opset,
+                ir_version,
+            )
         module = FoldedNet(ckpt.model) if config.graph == "folded" else ScoringModule(ckpt.model)
         export_onnx(module, tmp_model, config.opset, metadata)
         catalog_metadata = {
@@ -155,6 +167,7 @@ def write_report(
         "config": config.to_dict(),
         "parity": report.to_dict(),
         "metadata": metadata,
+        "ir_version": int(metadata[contract.META_IR_VERSION]),
         "onnxruntime": ort.__version__,
     }
     with atomic_path(path) as tmp:

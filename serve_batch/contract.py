@@ -61,6 +61,7 @@ META_MAPPING_SHA256 = "movierec.mapping_sha256"  # SHA-256 of id_mapping.json's 
 META_RATING_MIN = "movierec.rating_min"
 META_RATING_MAX = "movierec.rating_max"
 META_OPSET = "movierec.opset"
+META_IR_VERSION = "movierec.ir_version"  # the ONNX IR version the file was written with
 META_CREATED_AT = "movierec.created_at"  # ISO 8601, UTC
 META_GRAPH = "movierec.graph"  # "folded" or "plain"; "catalog" in catalog.onnx
 #: catalog.onnx only: SHA-256 of the model.onnx exported with it (they are used together).
