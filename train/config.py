@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -107,8 +108,28 @@ class TrainConfig:
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
+        """JSON-ready copy for the checkpoint, the metrics and the model's metadata, which
+        every rec-score manifest repeats: paths by ``recorded_path``, never absolute."""
         d = asdict(self)
-        d["data"] = None if self.data is None else str(self.data)
-        d["artifacts"] = str(self.artifacts)
+        d["data"] = recorded_path(self.data, self.artifacts)
+        d["artifacts"] = recorded_path(self.artifacts, self.artifacts)
         d["hidden"] = list(self.hidden)
         return d
+
+
+def recorded_path(path: Path | str | None, artifacts: Path | str) -> str | None:
+    """``path`` as provenance records it: as the user gave it when relative, otherwise
+    relative to the ``artifacts`` folder (``.`` for that folder itself).
+
+    A model travels to other machines with its metadata; an absolute path would tell
+    them this machine's folders (a home directory, a mount) and mean nothing there.
+    """
+    if path is None:
+        return None
+    path = Path(path).expanduser()
+    if not path.is_absolute():
+        return str(path)
+    try:
+        return os.path.relpath(path, Path(artifacts).expanduser().absolute())
+    except ValueError:  # another drive on Windows: no relative path exists
+        return path.name

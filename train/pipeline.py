@@ -15,7 +15,7 @@ from movierec.serve_batch import contract
 from movierec.serve_batch.atomic import atomic_path
 from movierec.serve_batch.errors import UsageError
 from movierec.train.checkpoint import Checkpoint, package_version, save_checkpoint, utc_now
-from movierec.train.config import TrainConfig
+from movierec.train.config import TrainConfig, recorded_path
 from movierec.train.data import MovieLensData, load_movielens, resolve_data_path
 from movierec.train.features import movie_features, user_features
 from movierec.train.loop import History, deterministic_algorithms, fit, predict_part
@@ -210,7 +210,7 @@ def train_on_split(
         history={"train_mse": history.train_loss, "val_rmse": history.val_rmse},
         config=config.to_dict(),
         data={
-            "path": str(data.path),
+            "path": recorded_path(data.path, config.artifacts),
             "layout": data.layout,
             "fingerprint": data.fingerprint,
             "ratings": len(data.ratings),

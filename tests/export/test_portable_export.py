@@ -1,9 +1,11 @@
-"""rec-export writes the lowest ONNX IR version its opset needs, so older onnxruntimes load it."""
+"""Exports other machines can use: the lowest ONNX IR version the opset needs (older
+onnxruntimes load it), and no absolute path of this machine in the model's metadata."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -18,6 +20,9 @@ from movierec.export.opsets import (
 )
 from movierec.export.pipeline import REPORT_FILE, run_export
 from movierec.serve_batch import contract, load_artifacts
+from movierec.serve_batch.cli import cli
+from movierec.serve_batch.cli_support import run_command
+from movierec.train.checkpoint import load_checkpoint
 
 
 def lowest_ir_in_onnx_release_table(opset: int) -> int:
@@ -83,3 +88,33 @@ def test_rewritten_ir_version_scores_like_the_exporters_own(exported) -> None:
     a, b = low.predict_ids(users, movies), high.predict_ids(users, movies)
     np.testing.assert_array_equal(a.ratings, b.ratings)
     np.testing.assert_array_equal(a.rank_scores, b.rank_scores)
+
+
+def test_metadata_and_manifest_hold_no_absolute_path(
+    exported, trained_artifacts, synthetic_ml100k, tmp_path
+) -> None:
+    """The fixture trained with absolute --data and --artifacts: the checkpoint, the
+    metrics and the model record them relative to the artifacts folder."""
+    _, out = exported
+    assert Path(synthetic_ml100k).is_absolute() and Path(trained_artifacts).is_absolute()
+    ckpt = load_checkpoint(trained_artifacts / contract.CHECKPOINT_FILE)
+    metrics = json.loads((trained_artifacts / contract.METRICS_FILE).read_text())
+    for recorded in (ckpt.train_config, metrics["config"]):
+        assert (trained_artifacts / recorded["data"]).resolve() == synthetic_ml100k.resolve()
+        assert recorded["artifacts"] == "."
+    assert (trained_artifacts / metrics["data"]["path"]).resolve() == synthetic_ml100k.resolve()
+
+    meta = {p.key: p.value for p in onnx.load(str(out / contract.MODEL_FILE)).metadata_props}
+    hyper = json.loads(meta[contract.META_HYPERPARAMETERS])
+    assert hyper["data"] == ckpt.train_config["data"] and not Path(hyper["data"]).is_absolute()
+
+    users = tmp_path / "users.csv"
+    mapping = json.loads((out / contract.MAPPING_FILE).read_text())
+    users.write_text("user_id\n" + "\n".join(list(mapping[contract.MAPPING_USER_INDEX])[:3]))
+    output = tmp_path / "top.csv"
+    argv = [str(users), str(output), "--all-movies", "--artifacts", str(out), "--quiet"]
+    assert run_command(cli, argv) == 0
+    manifest = json.loads(output.with_name("top.csv.manifest.json").read_text())
+    model_section = json.dumps(manifest["model"]["metadata"])
+    for machine_path in (str(synthetic_ml100k), str(trained_artifacts)):
+        assert machine_path not in model_section
