@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ def score_catalog(config: ScoreConfig) -> dict[str, Any]:
     if not config.all_movies:
         config = dataclasses.replace(config, all_movies=True)
     check_config(config)
-    started_at = datetime.now(timezone.utc)
+    started_at = datetime.now(UTC)
     t0 = time.perf_counter()
     k = config.top_k or DEFAULT_CATALOG_TOP_K
     in_fmt = detect_format(config.input, "USERS")

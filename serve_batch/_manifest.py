@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ def build_manifest(
         "mode": mode,
         "package_version": _package_version(),
         "started_at": started_at.isoformat(timespec="seconds"),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": config.to_dict(),
         "rows_read": rows_read,
         "rows_written": rows_written,

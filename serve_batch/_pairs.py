@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -56,7 +56,7 @@ def score_file(config: ScoreConfig) -> dict[str, Any]:
     check_config(config)
     if config.all_movies:
         raise UsageError("all_movies=True is catalog mode: call score_catalog")
-    started_at = datetime.now(timezone.utc)
+    started_at = datetime.now(UTC)
     t0 = time.perf_counter()
     in_fmt = detect_format(config.input, "INPUT")
     out_fmt = detect_format(config.output, "OUTPUT")

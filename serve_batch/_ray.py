@@ -53,7 +53,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +175,7 @@ class _Job:
 
     def __init__(self, config: ScoreConfig, ray: Any) -> None:
         self.config, self.ray = config, ray
-        self.started_at = datetime.now(timezone.utc)
+        self.started_at = datetime.now(UTC)
         self.t0 = time.perf_counter()
         self.engine: dict[str, Any] = {}
 
