@@ -6,9 +6,9 @@ Runs ``python -m movierec.serve_batch`` (the rec-score CLI) in a fresh subproces
 three small jobs: 10,000 pairs Parquet -> Parquet, the same pairs CSV -> CSV with
 ``--top-k 10``, and catalog mode for 100 users. Each variant runs every job --repeat
 times, round-robin with the other variants so that load on a shared machine hits all
-of them alike; the table gives the best wall time and the median peak RSS (from
-``os.wait4``). One extra run per job under ``python -X importtime`` gives the seconds
-spent importing modules and whether pandas was imported (and what importing it cost).
+of them alike; the table gives the best wall time and the median peak RSS (from GNU
+``/usr/bin/time``). One extra run per job under ``python -X importtime`` gives the
+seconds spent importing modules and whether pandas was imported (and what it cost).
 
 Variants: ``current`` (this interpreter and installation); ``baseline`` with
 --baseline-src DIR, a folder holding ``movierec/serve_batch`` of another version put
@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from _common import REPO, RESULTS, print_table, read_mapping_ids
 
 MIB = 1 << 20
+TIME = "/usr/bin/time"  # GNU time: -f %M prints the child's peak RSS in KiB
 
 
 def write_inputs(folder: Path, artifacts: Path, pairs: int, users: int) -> dict[str, list[str]]:
@@ -71,20 +72,29 @@ def write_inputs(folder: Path, artifacts: Path, pairs: int, users: int) -> dict[
 
 
 def run_child(python: str, env: dict[str, str], args: list[str], importtime: bool) -> dict:
-    """One rec-score run: seconds, peak RSS, and with ``importtime`` the import figures."""
+    """One rec-score run: seconds, peak RSS, and with ``importtime`` the import figures.
+
+    Peak RSS comes from ``/usr/bin/time``: a child forked from this (big) process would
+    report this process's RSS as its own high-water mark, which survives exec.
+    """
     cmd = [python, *(["-X", "importtime"] if importtime else []), "-m", "movierec.serve_batch"]
     cmd += args
-    with tempfile.TemporaryFile() as err:  # a file, not a pipe: it cannot fill up and block
+    with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as rss:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run(
+            [TIME, "-f", "%M", "-o", rss.name, *cmd],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,  # a file, not a pipe: it cannot fill up and block
+        )
         seconds = time.perf_counter() - start
-        code = proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4
         err.seek(0)
         stderr = err.read().decode()
-    if code != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({code}):\n{stderr[-3000:]}")
-    result = {"seconds": seconds, "peak_rss_bytes": usage.ru_maxrss * 1024}
+        peak_kib = int(rss.read().split()[-1])
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{stderr[-3000:]}")
+    result = {"seconds": seconds, "peak_rss_bytes": peak_kib * 1024}
     if importtime:
         result |= parse_importtime(stderr)
     return result
