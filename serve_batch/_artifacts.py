@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import threading
+import time
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -337,26 +338,18 @@ def load_artifacts(
     through the model).
     """
     model_path, mapping_path = Path(model_path), Path(mapping_path)
-    model_bytes = _read_artifact(model_path, "model")
-    mapping_bytes = _read_artifact(mapping_path, "ID mapping")
     intra_op, workers = session_threads(threads)
-    session = open_session(model_path, intra_op, graph_opt)
-    metadata = dict(session.get_modelmeta().custom_metadata_map)
-    _check_format_version(metadata.get(contract.META_FORMAT_VERSION), model_path, "metadata")
-
-    mapping_sha = hashlib.sha256(mapping_bytes).hexdigest()
-    expected_sha = metadata.get(contract.META_MAPPING_SHA256)
-    if not expected_sha:
-        raise ArtifactError(
-            f"{model_path}: no {contract.META_MAPPING_SHA256} metadata, so its ID mapping "
-            "cannot be verified; re-export the model with rec-export"
-        )
-    if expected_sha.strip().lower() != mapping_sha:
-        raise ArtifactError(
-            f"{mapping_path}: SHA-256 {mapping_sha[:12]}... does not match the "
-            f"{expected_sha.strip()[:12]}... recorded in {model_path}; the mapping was edited "
-            "or belongs to another export (use the id_mapping.json written with this model)"
-        )
+    try:
+        loaded = _load_matching(model_path, mapping_path, intra_op, graph_opt)
+    except _MappingMismatch:
+        # rec-export renames the new mapping into place just before the new model: a
+        # scorer starting between the two renames read one of each. Read both again.
+        time.sleep(MISMATCH_RETRY_SECONDS)
+        try:
+            loaded = _load_matching(model_path, mapping_path, intra_op, graph_opt)
+        except _MappingMismatch as exc:
+            raise ArtifactError(str(exc)) from None
+    model_bytes, mapping_bytes, session, metadata, mapping_sha = loaded
 
     try:
         mapping = json.loads(mapping_bytes)
@@ -384,6 +377,39 @@ def load_artifacts(
         workers=workers,
         intra_op_threads=intra_op,
     )
+
+
+#: Pause before reading a model and mapping again whose hashes did not match.
+MISMATCH_RETRY_SECONDS = 0.5
+
+
+class _MappingMismatch(Exception):
+    """The mapping's SHA-256 is not the one the model records (maybe mid-export)."""
+
+
+def _load_matching(
+    model_path: Path, mapping_path: Path, intra_op: int | None, graph_opt: str
+) -> tuple[bytes, bytes, Any, dict[str, str], str]:
+    """Read the model and mapping, open the session and check that they belong together."""
+    model_bytes = _read_artifact(model_path, "model")
+    mapping_bytes = _read_artifact(mapping_path, "ID mapping")
+    session = open_session(model_path, intra_op, graph_opt)
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    _check_format_version(metadata.get(contract.META_FORMAT_VERSION), model_path, "metadata")
+    mapping_sha = hashlib.sha256(mapping_bytes).hexdigest()
+    expected_sha = metadata.get(contract.META_MAPPING_SHA256)
+    if not expected_sha:
+        raise ArtifactError(
+            f"{model_path}: no {contract.META_MAPPING_SHA256} metadata, so its ID mapping "
+            "cannot be verified; re-export the model with rec-export"
+        )
+    if expected_sha.strip().lower() != mapping_sha:
+        raise _MappingMismatch(
+            f"{mapping_path}: SHA-256 {mapping_sha[:12]}... does not match the "
+            f"{expected_sha.strip()[:12]}... recorded in {model_path}; the mapping was edited "
+            "or belongs to another export (use the id_mapping.json written with this model)"
+        )
+    return model_bytes, mapping_bytes, session, metadata, mapping_sha
 
 
 def _find_catalog(model_path: Path, catalog_path: Path | None) -> Path | None:

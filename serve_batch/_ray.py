@@ -90,7 +90,13 @@ from movierec.serve_batch._manifest import (
 from movierec.serve_batch._pairs import UnknownTally, _PairsRun
 from movierec.serve_batch._topk import TOPK_SCHEMA, TopKAccumulator, select_top_k
 from movierec.serve_batch.atomic import AtomicOutputs, sweep_stale_temps, temp_path_beside
-from movierec.serve_batch.errors import ArtifactError, DataError, MovieRecError, UsageError
+from movierec.serve_batch.errors import (
+    ArtifactError,
+    DataError,
+    Interrupted,
+    MovieRecError,
+    UsageError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -1139,9 +1145,9 @@ def _ray_cluster(ray: Any, config: ScoreConfig) -> Iterator[dict[str, Any]]:
     """Join ``--ray-address`` (or ``$RAY_ADDRESS``), else start a local instance; the
     instance is shut down afterwards only if this run started it.
 
-    SIGTERM keeps the handler the caller had (``rec-score`` exits 128 + 15 after cleaning
-    up), though ``ray.init`` installs its own and a signal that lands inside ``ray.get``
-    comes out of Ray as ``SystemExit(1)``.
+    SIGTERM keeps the handler the caller had (``rec-score`` raises ``Interrupted`` and
+    exits 128 + 15 after cleaning up), though ``ray.init`` installs its own and a signal
+    that lands inside ``ray.get`` comes out of Ray as ``SystemExit(1)``.
     """
     t0 = time.perf_counter()
     main_thread = threading.current_thread() is threading.main_thread()
@@ -1183,7 +1189,7 @@ def _ray_cluster(ray: Any, config: ScoreConfig) -> Iterator[dict[str, Any]]:
         }
     except SystemExit:
         if terminated:
-            raise SystemExit(128 + terminated[0]) from None
+            raise Interrupted(terminated[0]) from None
         raise
     finally:
         if previous is not None:

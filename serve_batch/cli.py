@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 
@@ -21,13 +20,16 @@ from movierec.serve_batch._config import (
 from movierec.serve_batch._pairs import score_file
 from movierec.serve_batch._session import RUN_ROWS
 from movierec.serve_batch.cli_support import (
+    EXIT_CODES_HELP,
     artifacts_option,
     quiet_option,
     run_command,
     setup_logging,
+    version_option,
 )
 
-_EPILOG = """\b
+_EPILOG = (
+    """\b
 Files: INPUT, OUTPUT and the other tables are Parquet or CSV, chosen by the
 ending: .parquet, .csv, .csv.gz (gzip). IDs are raw MovieLens integer IDs.
 \b
@@ -35,13 +37,25 @@ Unknown IDs (--unknown fallback): unknown user + known movie -> the movie's
 fallback mean; known user + unknown movie -> the user's; both unknown -> the
 global mean; clipped to the rating scale, and the row gets cold_start=true.
 \b
-Outputs are written to hidden temp files in the same folder and renamed into
-place only when the whole run succeeds (a failed run leaves OUTPUT untouched).
-A JSON run summary is written to OUTPUT.manifest.json.
+Outputs are written to hidden temp files in the same folder (created if
+missing) and renamed into place only when the whole run succeeds (a failed run
+leaves OUTPUT untouched). A JSON run summary is written to OUTPUT.manifest.json.
+An input with a header and no rows gives an empty table with every column.
 \b
-Exit codes: 0 success; 2 bad usage, input or artifacts (one line on stderr);
-1 unexpected error (a bug: traceback on stderr).
+Top-k tables: user_id, rank, movie_id, predicted_rating, score, cold_start
+[, title]. predicted_rating is the rating the model predicts; score is the value
+the ranking sorts by (the model's rank_score output, which mixes its ranking
+head with the rating; the rating itself for a model without one), so rank 1 has
+the highest score but not always the highest predicted_rating.
 """
+    + EXIT_CODES_HELP
+)
+
+#: What an interrupted rec-score leaves as it was (the line printed on SIGINT/SIGTERM).
+UNTOUCHED = (
+    "OUTPUT, its top-k table and manifest were left as they were (nothing is renamed "
+    "into place before the whole run succeeds)"
+)
 
 
 @click.command(
@@ -172,6 +186,7 @@ Exit codes: 0 success; 2 bad usage, input or artifacts (one line on stderr);
     "Warnings and errors only, no progress bar (for cron). The bar is also off when "
     "stderr is not a terminal."
 )
+@version_option()
 def cli(
     input_path: Path,
     output: Path,
@@ -230,12 +245,6 @@ def cli(
         (score_catalog if all_movies else score_file)(config)
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    # SystemExit unwinds through the writers' cleanup, so temp files are removed.
-    raise SystemExit(128 + signum)
-
-
 def main() -> None:
     """Entry point of the ``rec-score`` script."""
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    sys.exit(run_command(cli))
+    sys.exit(run_command(cli, untouched=UNTOUCHED))

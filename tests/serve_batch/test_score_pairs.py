@@ -299,10 +299,16 @@ def test_unknown_output_extension_is_an_error(fake, make_pairs, tmp_path: Path) 
         score_file(config(fake, inp, tmp_path / "out.xlsx"))
 
 
-def test_missing_output_folder_fails_before_work(fake, make_pairs, tmp_path: Path) -> None:
+def test_missing_output_folders_are_created(fake, make_pairs, tmp_path: Path) -> None:
     inp = write_table(tmp_path / "in.parquet", make_pairs(5))
-    with pytest.raises(UsageError, match="output folder .*does not exist"):
-        score_file(config(fake, inp, tmp_path / "nope" / "out.parquet"))
+    out = tmp_path / "new" / "deeper" / "out.parquet"
+    score_file(config(fake, inp, out, top_k=2))
+    assert pq.read_table(out).num_rows == 5
+    assert sorted(p.name for p in out.parent.iterdir()) == [
+        "out.parquet",
+        "out.parquet.manifest.json",
+        "out.topk.parquet",
+    ]
 
 
 def test_output_under_a_file_fails_before_work(fake, make_pairs, tmp_path: Path) -> None:
