@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import threading
 import time
@@ -37,7 +38,10 @@ from movierec.serve_batch._catalog_graph import CatalogGraph, open_catalog
 from movierec.serve_batch._config import DEFAULT_BATCH_SIZE, UNKNOWN_POLICIES
 from movierec.serve_batch._idmap import IdMap, build_idmap
 from movierec.serve_batch._session import has_rank_output, open_session, session_threads
+from movierec.serve_batch._topk import TitleLookup
 from movierec.serve_batch.errors import ArtifactError, DataError, UsageError
+
+log = logging.getLogger(__name__)
 
 #: How many offending IDs an error message shows.
 SHOW_IDS = 5
@@ -84,6 +88,7 @@ class Artifacts:
         workers: int = 1,
         run_rows: int | None = None,
         intra_op_threads: int | None = None,
+        titles: dict[int, str] | None = None,
     ) -> None:
         self._session = session
         #: Threads that run onnxruntime calls side by side (each call single-threaded).
@@ -112,6 +117,8 @@ class Artifacts:
         self._session_settings = (threads, graph_opt)
         self._catalog: CatalogGraph | None = None
         self._movie_pos_of_row: np.ndarray | None = None
+        self._title_dict = dict(titles or {})
+        self._titles: TitleLookup | None = None
 
     def __repr__(self) -> str:
         return (
@@ -148,6 +155,25 @@ class Artifacts:
                 model_sha256=self._model_sha256,
             )
         return self._catalog
+
+    @property
+    def titles(self) -> TitleLookup:
+        """Movie titles from the mapping (empty where the training data had none)."""
+        if self._titles is None:
+            self._titles = TitleLookup(self._title_dict)
+        return self._titles
+
+    def title_lookup(self, wanted: bool) -> TitleLookup | None:
+        """:attr:`titles` for a top-k table with ``--titles`` (None without it); warns
+        when the mapping has no titles at all."""
+        if not wanted:
+            return None
+        if not len(self.titles):
+            log.warning(
+                "%s has no movie titles (the training data had none): the title column is empty",
+                self.mapping_path,
+            )
+        return self.titles
 
     @property
     def movie_pos_of_row(self) -> np.ndarray:
@@ -360,6 +386,7 @@ def load_artifacts(
     _check_format_version(mapping.get(contract.MAPPING_FORMAT_VERSION), mapping_path, "field")
     rating_scale = _read_rating_scale(metadata, mapping, model_path, mapping_path)
     users, movies, global_mean = _read_index(mapping, mapping_path)
+    titles = _read_titles(mapping, mapping_path)
     return Artifacts(
         session=session,
         users=users,
@@ -371,6 +398,7 @@ def load_artifacts(
         mapping_path=mapping_path,
         model_sha256=hashlib.sha256(model_bytes).hexdigest(),
         mapping_sha256=mapping_sha,
+        titles=titles,
         catalog_path=_find_catalog(model_path, catalog_path) if use_catalog else None,
         threads=threads,
         graph_opt=graph_opt,
@@ -533,6 +561,16 @@ def _read_rating_scale(
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ArtifactError(f"{model_path}: invalid rating scale {result}")
     return result
+
+
+def _read_titles(mapping: dict, path: Path) -> dict[int, str]:
+    titles = mapping.get(contract.MAPPING_TITLES) or {}
+    try:
+        return {int(k): str(v) for k, v in dict(titles).items()}
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(
+            f"{path}: {contract.MAPPING_TITLES!r} must map movie IDs to titles ({exc})"
+        ) from exc
 
 
 def _read_index(mapping: dict, path: Path) -> tuple[IdMap, IdMap, float]:

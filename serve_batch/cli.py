@@ -88,9 +88,16 @@ UNTOUCHED = (
     default=None,
     metavar="K",
     help="Also write each user's K best pairs as a long table user_id, rank, movie_id, "
-    "predicted_rating, cold_start (rank 1 best: by the model's rank_score output, or by "
-    "the rating if it has none; cold-start pairs last; ties by movie ID ascending). "
-    f"[default: no table; {DEFAULT_CATALOG_TOP_K} with --all-movies]",
+    "predicted_rating, score, cold_start. score is what the ranking sorts by: the model's "
+    "rank_score output (its ranking head mixed with the rating), or the rating if it has "
+    "none; rank 1 has the highest score, cold-start pairs come last, ties by movie ID "
+    f"ascending. [default: no table; {DEFAULT_CATALOG_TOP_K} with --all-movies]",
+)
+@click.option(
+    "--titles",
+    is_flag=True,
+    help="Add a title column to the top-k table: each movie's title from the ID mapping "
+    "(empty where the training data had no titles).",
 )
 @click.option(
     "--top-k-output",
@@ -195,6 +202,7 @@ def cli(
     movie_col: str,
     top_k: int | None,
     top_k_output: Path | None,
+    titles: bool,
     on_unknown: str,
     all_movies: bool,
     exclude: Path | None,
@@ -225,6 +233,7 @@ def cli(
         movie_col=movie_col,
         top_k=top_k,
         top_k_output=top_k_output,
+        titles=titles,
         on_unknown=on_unknown,
         batch_size=batch_size,
         threads=threads,
