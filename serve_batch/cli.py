@@ -12,7 +12,6 @@ from movierec.serve_batch._catalog import score_catalog
 from movierec.serve_batch._config import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CATALOG_TOP_K,
-    ENGINES,
     GRAPH_OPT_LEVELS,
     UNKNOWN_POLICIES,
     ScoreConfig,
@@ -22,6 +21,7 @@ from movierec.serve_batch._session import RUN_ROWS
 from movierec.serve_batch.cli_support import (
     EXIT_CODES_HELP,
     artifacts_option,
+    engine_options,
     quiet_option,
     run_command,
     setup_logging,
@@ -155,39 +155,10 @@ UNTOUCHED = (
     show_default=True,
     help="onnxruntime graph optimisation level.",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(ENGINES),
-    default="local",
-    show_default=True,
-    help="local = this process; ray = a Ray Data job (pip install 'movierec[ray]'): INPUT, "
+@engine_options(
+    "local = this process; ray = a Ray Data job (pip install 'movierec[ray]'): INPUT, "
     "--exclude and OUTPUT may then be folders of Parquet files (OUTPUT without a .parquet, "
-    ".csv or .csv.gz ending is written as a folder with a _SUCCESS marker).",
-)
-@click.option(
-    "--ray-address",
-    default=None,
-    metavar="ADDR",
-    help="--engine ray: join this Ray cluster (HOST:PORT of its head node, or auto). "
-    "[default: $RAY_ADDRESS when set, as under 'ray job submit'; else a local Ray "
-    "instance on this machine]",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="N",
-    help="--engine ray: scoring actors, each with one onnxruntime session. "
-    "[default: the cluster's CPUs // --threads-per-worker]",
-)
-@click.option(
-    "--threads-per-worker",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    metavar="T",
-    help="--engine ray: onnxruntime threads (and CPUs reserved) per actor; "
-    "N x T may not exceed the cluster's CPUs.",
+    ".csv or .csv.gz ending is written as a folder with a _SUCCESS marker)."
 )
 @quiet_option(
     "Warnings and errors only, no progress bar (for cron). The bar is also off when "

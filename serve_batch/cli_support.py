@@ -19,6 +19,7 @@ from pathlib import Path
 
 import click
 
+from movierec.serve_batch._config import ENGINES
 from movierec.serve_batch.errors import (
     GateRefused,
     Interrupted,
@@ -110,6 +111,55 @@ def signals_raise_interrupted() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+#: ``--engine`` and the Ray engine's options, shared by rec-score and rec-nightly.
+_ENGINE_OPTIONS = [
+    click.option(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="--engine ray: join this Ray cluster (HOST:PORT of its head node, or auto). "
+        "[default: $RAY_ADDRESS when set, as under 'ray job submit'; else a local Ray "
+        "instance on this machine]",
+    ),
+    click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="N",
+        help="--engine ray: scoring actors, each with one onnxruntime session. "
+        "[default: the cluster's CPUs // --threads-per-worker]",
+    ),
+    click.option(
+        "--threads-per-worker",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        metavar="T",
+        help="--engine ray: onnxruntime threads (and CPUs reserved) per actor; "
+        "N x T may not exceed the cluster's CPUs.",
+    ),
+]
+
+
+def engine_options(engine_help: str) -> Callable:
+    """``--engine local|ray`` (``engine_help`` says what ray changes for this command),
+    ``--ray-address``, ``--workers``, ``--threads-per-worker``."""
+    engine = click.option(
+        "--engine",
+        type=click.Choice(ENGINES),
+        default="local",
+        show_default=True,
+        help=engine_help,
+    )
+
+    def decorate(func: Callable) -> Callable:
+        for option in reversed(_ENGINE_OPTIONS):
+            func = option(func)
+        return engine(func)
+
+    return decorate
 
 
 def run_command(
