@@ -1,16 +1,21 @@
 """Each stage's status, wall seconds and peak resident memory, for the run report.
 
-All stages run in this one process. On Linux the peak RSS (``VmHWM``) is reset before
-each stage (``/proc/self/clear_refs``), so each stage reports its own peak; elsewhere
-the figure is the process's peak so far (``getrusage``), which the report says.
-Ray actors are other processes: their memory is not counted here.
+All stages run in this one process, whose kernel peak (``ru_maxrss``) only grows, so a
+stage's own peak is sampled instead: a daemon thread reads the resident size from
+``/proc/self/statm`` every ``SAMPLE_SECONDS`` and keeps the largest since the stage
+began (allocating even 100 MB takes longer than a sampling interval, so a stage's peak
+is not missed by more than what it allocates in one). Where ``/proc`` is absent the
+figure is the process's peak so far, which the report says. Ray actors are other
+processes: their memory is not counted here.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +23,9 @@ from typing import Any
 
 from movierec.serve_batch.errors import GateRefused, Interrupted
 
-_STATUS = Path("/proc/self/status")
-_CLEAR_REFS = Path("/proc/self/clear_refs")
+_STATM = Path("/proc/self/statm")
+#: How often the resident size is read while a stage runs.
+SAMPLE_SECONDS = 0.02
 
 
 class StageLog:
@@ -27,14 +33,16 @@ class StageLog:
 
     def __init__(self) -> None:
         self.stages: dict[str, dict[str, Any]] = {}
-        self.rss_scope = "stage" if _reset_peak_rss() else "process so far"
+        self._sampler = _PeakSampler() if _rss_bytes() is not None else None
+        self.rss_scope = "stage (sampled)" if self._sampler else "process so far"
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[dict[str, Any]]:
         """Time the block; its status is done, refused, interrupted or failed."""
         entry: dict[str, Any] = {"status": "running"}
         self.stages[name] = entry
-        _reset_peak_rss()
+        if self._sampler:
+            self._sampler.reset()
         t0 = time.perf_counter()
         try:
             yield entry
@@ -50,10 +58,15 @@ class StageLog:
             raise
         finally:
             entry["wall_seconds"] = round(time.perf_counter() - t0, 3)
-            entry["peak_rss_mib"] = peak_rss_mib()
+            peak = self._sampler.peak() if self._sampler else None
+            entry["peak_rss_mib"] = _mib(peak) if peak else process_peak_rss_mib()
 
     def skip(self, name: str, why: str) -> None:
         self.stages[name] = {"status": "skipped", "why": why}
+
+    def close(self) -> None:
+        if self._sampler:
+            self._sampler.stop()
 
     def walls(self) -> str:
         """``train 20.1 s, refit 9.8 s, ...`` for the summary line."""
@@ -64,22 +77,51 @@ class StageLog:
         )
 
 
-def peak_rss_mib() -> float:
-    """Peak resident memory (MiB): since the last reset where Linux allows resetting it."""
-    try:
-        for line in _STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
+class _PeakSampler:
+    """The largest resident size seen since :meth:`reset`, sampled on a daemon thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._peak = _rss_bytes() or 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="movierec-rss", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(SAMPLE_SECONDS):
+            self._sample()
+
+    def _sample(self) -> None:
+        rss = _rss_bytes() or 0
+        with self._lock:
+            self._peak = max(self._peak, rss)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._peak = _rss_bytes() or 0
+
+    def peak(self) -> int:
+        self._sample()
+        with self._lock:
+            return self._peak
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1)
+
+
+def process_peak_rss_mib() -> float:
+    """The process's peak resident memory so far (MiB), as the kernel counts it."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+    return _mib(peak if sys.platform == "darwin" else peak * 1024)
 
 
-def _reset_peak_rss() -> bool:
-    """Reset ``VmHWM`` to the current RSS (Linux 4.0+); False where that cannot be done."""
+def _rss_bytes() -> int | None:
     try:
-        _CLEAR_REFS.write_text("5")
-        return True
-    except OSError:
-        return False
+        return int(_STATM.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _mib(n: int) -> float:
+    return round(n / (1024 * 1024), 1)

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from movierec.nightly._gate import GateDecision, decide, holdout, read_service_metrics
 from movierec.nightly._home import Home, signals_held
 from movierec.nightly._lock import hold_lock
-from movierec.nightly._stages import StageLog
+from movierec.nightly._stages import StageLog, process_peak_rss_mib
 from movierec.nightly.config import NightlyConfig
 from movierec.serve_batch import ScoreConfig, contract, score_catalog
 from movierec.serve_batch.atomic import atomic_path
@@ -281,8 +281,10 @@ class _Run:
         self.report["published"] = self.published
         self.report["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.report["wall_seconds"] = round(time.perf_counter() - self.t0, 3)
+        self.stages.close()
         self.report["stages"] = self.stages.stages
         self.report["peak_rss_scope"] = self.stages.rss_scope
+        self.report["process_peak_rss_mib"] = process_peak_rss_mib()
         if status == "interrupted":
             self.report["untouched"] = self.untouched()
         write_report(self.home.report(self.version), self.report)

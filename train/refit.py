@@ -13,9 +13,11 @@ Built on the public :func:`movierec.train.pipeline.train_on_split` alone.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +42,17 @@ class RefitResult:
     checkpoint: Checkpoint
     history: History
     metrics: dict
+
+
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """Only warnings from ``logger`` within the block."""
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def all_ratings_split(split: Split) -> Split:
@@ -79,11 +92,14 @@ def refit_on_all_ratings(
     refit_config = config.with_(epochs=epochs, patience=0)
     log.info("refit: %d epochs on all %d ratings", epochs, len(split.train))
     t0 = time.perf_counter()
-    model, history, _in_sample = train_on_split(refit_config, data, split)
+    with _quiet(logging.getLogger(train_on_split.__module__)):
+        # its rank-mix choice and metrics are in-sample now: neither is logged nor kept
+        model, history, _in_sample = train_on_split(refit_config, data, split)
     mix = (held.get("rank_mix") or {}).get("chosen")
     if mix is not None and model.config.rank_factors:
         with torch.no_grad():
             model.rank_mix.fill_(float(mix))  # chosen on validation; the refit has none
+        log.info("refit: rank mix %g, as chosen on validation by the evaluation run", mix)
     metrics = copy.deepcopy(held)
     metrics[REFIT_KEY] = {
         "refit": True,
@@ -92,6 +108,7 @@ def refit_on_all_ratings(
         "epoch_kept": history.best_epoch,
         "rank_mix": mix,
         "seconds": round(time.perf_counter() - t0, 3),
+        "train_seconds": round(history.seconds, 3),
         "train_mse": history.train_loss,
         "note": (
             "trained again on every rating for the evaluation run's best epoch count; "

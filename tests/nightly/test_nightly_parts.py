@@ -214,3 +214,21 @@ def test_sigterm_exits_143_and_leaves_the_service_as_it_was(
     assert payload["status"] == "interrupted" and payload["signal"] == "SIGTERM"
     assert not list(home.work.iterdir())  # the run cleaned up after itself
     assert home.versions() == ["20250301T021500Z"]
+
+
+def test_each_stage_reports_its_own_peak_memory() -> None:
+    from movierec.nightly._stages import StageLog
+
+    log = StageLog()
+    with log.stage("big"):
+        block = bytearray(200 * 2**20)
+        block[::4096] = b"\x01" * len(block[::4096])  # touch every page
+        time.sleep(0.1)
+        del block
+    with log.stage("small"):
+        time.sleep(0.05)
+    log.close()
+    big, small = log.stages["big"], log.stages["small"]
+    assert big["status"] == small["status"] == "done"
+    assert big["peak_rss_mib"] >= small["peak_rss_mib"] + 150
+    assert big["wall_seconds"] >= 0.1
