@@ -310,18 +310,23 @@ def write_ids(path: Path, columns: dict[str, np.ndarray]) -> Path:
     return path
 
 
+#: Rows per chunk of the rated-pairs file (bounded memory at tens of millions of ratings).
+RATED_CHUNK_ROWS = 1 << 20
+
+
 def write_all_ratings(path: Path, split) -> Path:
-    """Every rated (user, movie) pair of the data, as raw IDs: what is never recommended."""
-    parts = (split.train, split.val, split.test)
-    users = np.concatenate([p.user_idx for p in parts])
-    movies = np.concatenate([p.movie_idx for p in parts])
-    return write_ids(
-        path,
-        {
-            contract.USER_COL: split.vocab.user_ids[users],
-            contract.MOVIE_COL: split.vocab.movie_ids[movies],
-        },
-    )
+    """Every rated (user, movie) pair of the data, as raw IDs: what is never recommended.
+    Written a chunk at a time, so memory does not grow with the ratings."""
+    vocab = split.vocab
+    schema = pa.schema([(contract.USER_COL, pa.int64()), (contract.MOVIE_COL, pa.int64())])
+    with pq.ParquetWriter(path, schema) as writer:
+        for part in (split.train, split.val, split.test):
+            for a in range(0, len(part), RATED_CHUNK_ROWS):
+                b = a + RATED_CHUNK_ROWS
+                users = vocab.user_ids[part.user_idx[a:b]]
+                movies = vocab.movie_ids[part.movie_idx[a:b]]
+                writer.write_table(pa.table([users, movies], schema=schema))
+    return path
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:
