@@ -22,6 +22,7 @@ from movierec.serve_batch.cli_support import (
     setup_logging,
     version_option,
 )
+from movierec.serve_batch.errors import UsageError
 from movierec.train.options import TRAINING_HELP, training_options
 
 _EPILOG = (
@@ -153,8 +154,16 @@ def cli(
     **training: object,
 ) -> None:
     """Train, gate, score and publish the nightly recommendation tables in one safe run."""
+    import importlib.util
+
     from movierec.nightly.pipeline import run_nightly
     from movierec.train.config import TrainConfig
+
+    if importlib.util.find_spec("torch") is None:
+        raise UsageError(
+            "rec-nightly trains a model and needs PyTorch: pip install -c constraints.txt "
+            "'movierec[train]'"
+        )
 
     setup_logging(quiet)
     config = NightlyConfig(
