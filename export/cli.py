@@ -17,15 +17,18 @@ from movierec.export.config import (
 )
 from movierec.serve_batch import contract
 from movierec.serve_batch.cli_support import (
+    EXIT_CODES_HELP,
     artifacts_option,
     quiet_option,
     run_command,
     setup_logging,
+    version_option,
 )
 
 log = logging.getLogger(__name__)
 
-_EPILOG = f"""\b
+_EPILOG = (
+    f"""\b
 Writes {contract.MODEL_FILE} (inputs {contract.INPUT_USER} and {contract.INPUT_MOVIE}: int64
 [batch]; outputs {contract.OUTPUT_RATING} and {contract.OUTPUT_RANK}: float32 [batch])
 and {contract.MAPPING_FILE} (raw IDs -> embedding rows, rating scale, fallback means, titles),
@@ -36,9 +39,17 @@ Parity: the whole test split and {PARITY_RANDOM_PAIRS:,} random known pairs are 
 PyTorch and by rec-score's own code, and the catalog graph's top-k of a sample of users
 must equal the pairs graph's; above --atol the export fails and publishes nothing.
 \b
-Exit codes: 0 success; 2 bad usage, missing or incompatible checkpoint, unwritable
-output, unsupported opset, or failed parity (one line on stderr); 1 bug.
+Bad input (exit 2): a missing or incompatible checkpoint, an unwritable output,
+an unsupported opset, or failed parity.
 """
+    + EXIT_CODES_HELP
+)
+
+#: What an interrupted rec-export leaves as it was (the line printed on SIGINT/SIGTERM).
+UNTOUCHED = (
+    f"{contract.MODEL_FILE}, {contract.CATALOG_FILE} and {contract.MAPPING_FILE} in the "
+    "output folder were left as they were (they are renamed into place only after parity)"
+)
 
 
 @click.command(
@@ -80,6 +91,7 @@ output, unsupported opset, or failed parity (one line on stderr); 1 bug.
     help="Largest absolute rating difference allowed between PyTorch and ONNX.",
 )
 @quiet_option()
+@version_option()
 def cli(
     artifacts: Path, opset: int, output: Path | None, graph: str, atol: float, quiet: bool
 ) -> None:
@@ -101,7 +113,7 @@ def cli(
 
 
 def main() -> None:
-    sys.exit(run_command(cli))
+    sys.exit(run_command(cli, untouched=UNTOUCHED))
 
 
 if __name__ == "__main__":

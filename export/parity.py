@@ -163,16 +163,24 @@ def check_catalog_parity(
     raw_users = vocab.user_ids[users]
     with_graph = score_user_block(arts, raw_users, pos_keys, k, batch_size=4096)
     by_pairs = score_block_by_pairs(arts, raw_users, pos_keys, k, batch_size=4096)
-    # the same users, ranks and movies; ratings to rounding (onnxruntime's float32
-    # results move in the last bit with the batch a pair is scored in)
-    same = order_ok and with_graph.drop_columns([contract.PREDICTION_COL]).equals(
-        by_pairs.drop_columns([contract.PREDICTION_COL])
-    )
+    # the same users, ranks and movies; ratings and scores to rounding (onnxruntime's
+    # float32 results move in the last bit with the batch a pair is scored in)
+    values = [contract.PREDICTION_COL, contract.SCORE_COL]
+    same = order_ok and with_graph.drop_columns(values).equals(by_pairs.drop_columns(values))
     diff = float("inf")
     if same:
-        got = with_graph.column(contract.PREDICTION_COL).to_numpy().astype(np.float64)
-        want = by_pairs.column(contract.PREDICTION_COL).to_numpy()
-        diff = float(np.max(np.abs(got - want), initial=0.0))
+        diff = max(
+            float(
+                np.max(
+                    np.abs(
+                        with_graph.column(name).to_numpy().astype(np.float64)
+                        - by_pairs.column(name).to_numpy()
+                    ),
+                    initial=0.0,
+                )
+            )
+            for name in values
+        )
     report.checks.append(
         ParityCheck(
             f"{name} (table == pairs path)",

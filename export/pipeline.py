@@ -136,9 +136,12 @@ def run_export(config: ExportConfig) -> ExportResult:
                 check.max_abs_diff,
             )
         log.info(
-            "test RMSE: %.6f from ONNX via the scorer, %.6f recorded at training",
+            "test RMSE: %.6f from ONNX via the scorer, %.6f recorded at training%s",
             report.onnx_test_rmse,
             report.train_test_rmse,
+            " (holdout of the evaluation run; this refit model trained on the test ratings)"
+            if ckpt.metrics.get("refit")
+            else "",
         )
         if not report.passed:
             worst = max(report.failures(), key=lambda c: c.max_abs_diff)

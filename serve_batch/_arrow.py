@@ -79,6 +79,16 @@ def from_numpy(values: np.ndarray, dtype: np.dtype | type | None = None) -> pa.A
     return pa.Array.from_buffers(arrow_type, array.size, [None, pa.py_buffer(array)])
 
 
+def strings_from_list(values: list[str]) -> pa.Array:
+    """A list of Python strings as an Arrow ``string`` array, built from its offsets and
+    UTF-8 bytes (``pa.array`` of a list probes for pandas too)."""
+    encoded = [v.encode("utf-8") for v in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    data = pa.py_buffer(b"".join(encoded))
+    return pa.Array.from_buffers(pa.string(), len(encoded), [None, pa.py_buffer(offsets), data])
+
+
 def _unpack_bits(buffer: pa.Buffer | None, offset: int, n: int) -> np.ndarray:
     if n == 0 or buffer is None:
         return np.zeros(n, dtype=np.bool_)

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import threading
+import time
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,7 +38,10 @@ from movierec.serve_batch._catalog_graph import CatalogGraph, open_catalog
 from movierec.serve_batch._config import DEFAULT_BATCH_SIZE, UNKNOWN_POLICIES
 from movierec.serve_batch._idmap import IdMap, build_idmap
 from movierec.serve_batch._session import has_rank_output, open_session, session_threads
+from movierec.serve_batch._topk import TitleLookup
 from movierec.serve_batch.errors import ArtifactError, DataError, UsageError
+
+log = logging.getLogger(__name__)
 
 #: How many offending IDs an error message shows.
 SHOW_IDS = 5
@@ -83,6 +88,7 @@ class Artifacts:
         workers: int = 1,
         run_rows: int | None = None,
         intra_op_threads: int | None = None,
+        titles: dict[int, str] | None = None,
     ) -> None:
         self._session = session
         #: Threads that run onnxruntime calls side by side (each call single-threaded).
@@ -111,6 +117,8 @@ class Artifacts:
         self._session_settings = (threads, graph_opt)
         self._catalog: CatalogGraph | None = None
         self._movie_pos_of_row: np.ndarray | None = None
+        self._title_dict = dict(titles or {})
+        self._titles: TitleLookup | None = None
 
     def __repr__(self) -> str:
         return (
@@ -147,6 +155,25 @@ class Artifacts:
                 model_sha256=self._model_sha256,
             )
         return self._catalog
+
+    @property
+    def titles(self) -> TitleLookup:
+        """Movie titles from the mapping (empty where the training data had none)."""
+        if self._titles is None:
+            self._titles = TitleLookup(self._title_dict)
+        return self._titles
+
+    def title_lookup(self, wanted: bool) -> TitleLookup | None:
+        """:attr:`titles` for a top-k table with ``--titles`` (None without it); warns
+        when the mapping has no titles at all."""
+        if not wanted:
+            return None
+        if not len(self.titles):
+            log.warning(
+                "%s has no movie titles (the training data had none): the title column is empty",
+                self.mapping_path,
+            )
+        return self.titles
 
     @property
     def movie_pos_of_row(self) -> np.ndarray:
@@ -337,26 +364,18 @@ def load_artifacts(
     through the model).
     """
     model_path, mapping_path = Path(model_path), Path(mapping_path)
-    model_bytes = _read_artifact(model_path, "model")
-    mapping_bytes = _read_artifact(mapping_path, "ID mapping")
     intra_op, workers = session_threads(threads)
-    session = open_session(model_path, intra_op, graph_opt)
-    metadata = dict(session.get_modelmeta().custom_metadata_map)
-    _check_format_version(metadata.get(contract.META_FORMAT_VERSION), model_path, "metadata")
-
-    mapping_sha = hashlib.sha256(mapping_bytes).hexdigest()
-    expected_sha = metadata.get(contract.META_MAPPING_SHA256)
-    if not expected_sha:
-        raise ArtifactError(
-            f"{model_path}: no {contract.META_MAPPING_SHA256} metadata, so its ID mapping "
-            "cannot be verified; re-export the model with rec-export"
-        )
-    if expected_sha.strip().lower() != mapping_sha:
-        raise ArtifactError(
-            f"{mapping_path}: SHA-256 {mapping_sha[:12]}... does not match the "
-            f"{expected_sha.strip()[:12]}... recorded in {model_path}; the mapping was edited "
-            "or belongs to another export (use the id_mapping.json written with this model)"
-        )
+    try:
+        loaded = _load_matching(model_path, mapping_path, intra_op, graph_opt)
+    except _MappingMismatch:
+        # rec-export renames the new mapping into place just before the new model: a
+        # scorer starting between the two renames read one of each. Read both again.
+        time.sleep(MISMATCH_RETRY_SECONDS)
+        try:
+            loaded = _load_matching(model_path, mapping_path, intra_op, graph_opt)
+        except _MappingMismatch as exc:
+            raise ArtifactError(str(exc)) from None
+    model_bytes, mapping_bytes, session, metadata, mapping_sha = loaded
 
     try:
         mapping = json.loads(mapping_bytes)
@@ -367,6 +386,7 @@ def load_artifacts(
     _check_format_version(mapping.get(contract.MAPPING_FORMAT_VERSION), mapping_path, "field")
     rating_scale = _read_rating_scale(metadata, mapping, model_path, mapping_path)
     users, movies, global_mean = _read_index(mapping, mapping_path)
+    titles = _read_titles(mapping, mapping_path)
     return Artifacts(
         session=session,
         users=users,
@@ -378,12 +398,46 @@ def load_artifacts(
         mapping_path=mapping_path,
         model_sha256=hashlib.sha256(model_bytes).hexdigest(),
         mapping_sha256=mapping_sha,
+        titles=titles,
         catalog_path=_find_catalog(model_path, catalog_path) if use_catalog else None,
         threads=threads,
         graph_opt=graph_opt,
         workers=workers,
         intra_op_threads=intra_op,
     )
+
+
+#: Pause before reading a model and mapping again whose hashes did not match.
+MISMATCH_RETRY_SECONDS = 0.5
+
+
+class _MappingMismatch(Exception):
+    """The mapping's SHA-256 is not the one the model records (maybe mid-export)."""
+
+
+def _load_matching(
+    model_path: Path, mapping_path: Path, intra_op: int | None, graph_opt: str
+) -> tuple[bytes, bytes, Any, dict[str, str], str]:
+    """Read the model and mapping, open the session and check that they belong together."""
+    model_bytes = _read_artifact(model_path, "model")
+    mapping_bytes = _read_artifact(mapping_path, "ID mapping")
+    session = open_session(model_path, intra_op, graph_opt)
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
+    _check_format_version(metadata.get(contract.META_FORMAT_VERSION), model_path, "metadata")
+    mapping_sha = hashlib.sha256(mapping_bytes).hexdigest()
+    expected_sha = metadata.get(contract.META_MAPPING_SHA256)
+    if not expected_sha:
+        raise ArtifactError(
+            f"{model_path}: no {contract.META_MAPPING_SHA256} metadata, so its ID mapping "
+            "cannot be verified; re-export the model with rec-export"
+        )
+    if expected_sha.strip().lower() != mapping_sha:
+        raise _MappingMismatch(
+            f"{mapping_path}: SHA-256 {mapping_sha[:12]}... does not match the "
+            f"{expected_sha.strip()[:12]}... recorded in {model_path}; the mapping was edited "
+            "or belongs to another export (use the id_mapping.json written with this model)"
+        )
+    return model_bytes, mapping_bytes, session, metadata, mapping_sha
 
 
 def _find_catalog(model_path: Path, catalog_path: Path | None) -> Path | None:
@@ -507,6 +561,16 @@ def _read_rating_scale(
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ArtifactError(f"{model_path}: invalid rating scale {result}")
     return result
+
+
+def _read_titles(mapping: dict, path: Path) -> dict[int, str]:
+    titles = mapping.get(contract.MAPPING_TITLES) or {}
+    try:
+        return {int(k): str(v) for k, v in dict(titles).items()}
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(
+            f"{path}: {contract.MAPPING_TITLES!r} must map movie IDs to titles ({exc})"
+        ) from exc
 
 
 def _read_index(mapping: dict, path: Path) -> tuple[IdMap, IdMap, float]:

@@ -17,7 +17,6 @@ import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
-from movierec.serve_batch import contract
 from movierec.serve_batch._artifacts import Artifacts, format_first_ids, load_artifacts
 from movierec.serve_batch._catalog_graph import CatalogGraph
 from movierec.serve_batch._config import DEFAULT_CATALOG_TOP_K, ScoreConfig, check_config
@@ -30,7 +29,14 @@ from movierec.serve_batch._io import (
     open_table,
 )
 from movierec.serve_batch._manifest import build_manifest, manifest_path, write_manifest
-from movierec.serve_batch._topk import TOPK_SCHEMA, build_topk_table, select_block_top_k
+from movierec.serve_batch._pairs import warn_no_rows
+from movierec.serve_batch._topk import (
+    TOPK_PLAIN_COLUMNS,
+    TitleLookup,
+    build_topk_table,
+    select_block_top_k,
+    topk_schema,
+)
 from movierec.serve_batch.atomic import AtomicOutputs
 from movierec.serve_batch.errors import DataError
 
@@ -74,7 +80,9 @@ def score_catalog(config: ScoreConfig) -> dict[str, Any]:
         excluded, exclude_info = (
             read_exclusions(config, ex_fmt, arts, users) if config.exclude else (None, None)
         )
-        writer = TableWriter(out_tmp, out_fmt, TOPK_SCHEMA, plain_columns=[contract.PREDICTION_COL])
+        writer = TableWriter(
+            out_tmp, out_fmt, topk_schema(config.titles), plain_columns=TOPK_PLAIN_COLUMNS
+        )
         try:
             score_blocks(config, arts, users, excluded, k, writer)
         finally:
@@ -138,7 +146,8 @@ def read_users(config: ScoreConfig, sources: list[tuple[Path, str]]) -> tuple[np
             in_file += batch.num_rows
         rows += in_file
     if rows == 0:
-        raise DataError(f"{config.input}: no data rows (only a header or an empty table)")
+        warn_no_rows(config.input, "USERS")
+        return np.empty(0, dtype=np.int64), 0
     return np.concatenate(parts), rows
 
 
@@ -238,6 +247,7 @@ def score_blocks(
     """
     n_movies = arts.movies.ids.size
     per_block = max(1, config.batch_size // n_movies)
+    titles = arts.title_lookup(config.titles)
     with tqdm(
         total=int(users.size),
         unit="users",
@@ -252,7 +262,7 @@ def score_blocks(
             if excluded is not None and excluded.size:
                 lo, hi = np.searchsorted(excluded, [a * n_movies, b * n_movies])
                 local = excluded[lo:hi] - a * n_movies
-            writer.write(score_user_block(arts, block, local, k, config.batch_size))
+            writer.write(score_user_block(arts, block, local, k, config.batch_size, titles))
             bar.update(block.size)
 
 
@@ -262,6 +272,7 @@ def score_user_block(
     excluded: np.ndarray | None,
     k: int,
     batch_size: int,
+    titles: TitleLookup | None = None,
 ) -> pa.Table:
     """The top-k table of the raw user IDs in ``block`` against every movie in the mapping.
 
@@ -275,7 +286,7 @@ def score_user_block(
     """
     graph = arts.catalog if block.size else None
     if graph is None:
-        return score_block_by_pairs(arts, block, excluded, k, batch_size)
+        return score_block_by_pairs(arts, block, excluded, k, batch_size, titles)
     user_rows, known, _ = arts.users.lookup(block)
     on_graph = np.flatnonzero(known)
     parts = []
@@ -283,24 +294,29 @@ def score_user_block(
         found, unsure = top_k_by_catalog(
             arts, graph, user_rows[known], _sub_keys(excluded, on_graph, arts), k, batch_size
         )
-        user_at, ranks, movie_pos, ratings = found
-        parts.append((on_graph[user_at], ranks, movie_pos, ratings, np.zeros(ratings.size, bool)))
+        user_at, ranks, movie_pos, ratings, scores = found
+        cold = np.zeros(ratings.size, bool)
+        parts.append((on_graph[user_at], ranks, movie_pos, ratings, scores, cold))
         rest = np.sort(np.concatenate([np.flatnonzero(~known), on_graph[unsure]]))
     else:
         rest = np.arange(block.size)
     if rest.size:
-        at, ranks, movie_pos, ratings, cold = _top_k_by_pairs(
+        at, ranks, movie_pos, ratings, scores, cold = _top_k_by_pairs(
             arts, block[rest], _sub_keys(excluded, rest, arts), k, batch_size
         )
-        parts.append((rest[at], ranks, movie_pos, ratings, cold))
-    user_at, ranks, movie_pos, ratings, cold = (np.concatenate(c) for c in zip(*parts, strict=True))
+        parts.append((rest[at], ranks, movie_pos, ratings, scores, cold))
+    user_at, ranks, movie_pos, ratings, scores, cold = (
+        np.concatenate(c) for c in zip(*parts, strict=True)
+    )
     order = np.lexsort((ranks, user_at))
     return build_topk_table(
         block[user_at[order]],
         ranks[order],
         arts.movies.ids[movie_pos[order]],
         ratings[order],
+        scores[order],
         cold[order],
+        titles,
     )
 
 
@@ -332,8 +348,9 @@ def top_k_by_catalog(
     every movie. Users with a non-finite score are returned in ``unsure`` (positions in
     ``user_rows``) for the caller to score through the pairs path.
 
-    Returns ``((user_at, rank, movie_pos, rating), unsure)``: flat rows ordered by user,
-    then rank (1-based); ``movie_pos`` indexes ``arts.movies.ids``.
+    Returns ``((user_at, rank, movie_pos, rating, score), unsure)``: flat rows ordered by
+    user, then rank (1-based); ``movie_pos`` indexes ``arts.movies.ids``; ``score`` is the
+    rank score the rows are sorted by.
     """
     n_users, n_movies = user_rows.size, len(arts.movies)
     exclude = np.zeros((n_users, n_movies), dtype=bool)
@@ -343,17 +360,17 @@ def top_k_by_catalog(
     kk = min(k + CATALOG_MARGIN, n_movies)
     parts = []
     while todo.size:
-        (at, rank, pos, rating), unsure = _rank_candidates(
+        (at, rank, pos, rating, score), unsure = _rank_candidates(
             arts, graph, user_rows[todo], exclude[todo], k, kk, batch_size
         )
-        parts.append((todo[at], rank, pos, rating))
+        parts.append((todo[at], rank, pos, rating, score))
         todo = todo[unsure]
         if kk == n_movies:
             break
         kk = min(4 * kk, n_movies)
-    user_at, rank, pos, rating = (np.concatenate(c) for c in zip(*parts, strict=True))
+    user_at, rank, pos, rating, score = (np.concatenate(c) for c in zip(*parts, strict=True))
     order = np.lexsort((rank, user_at))
-    return (user_at[order], rank[order], pos[order], rating[order]), todo
+    return (user_at[order], rank[order], pos[order], rating[order], score[order]), todo
 
 
 def _rank_candidates(
@@ -388,7 +405,7 @@ def _rank_candidates(
     take = valid & (np.arange(kk) < k) & sure[:, None]
     user_at = np.repeat(np.arange(n_users), take.sum(axis=1))
     rank = np.broadcast_to(np.arange(1, kk + 1, dtype=np.int32), take.shape)[take]
-    return (user_at, rank, pos[take], ratings[take]), np.flatnonzero(~sure)
+    return (user_at, rank, pos[take], ratings[take], ranks[take]), np.flatnonzero(~sure)
 
 
 def _sub_keys(excluded: np.ndarray | None, users: np.ndarray, arts: Artifacts) -> np.ndarray | None:
@@ -409,12 +426,17 @@ def score_block_by_pairs(
     excluded: np.ndarray | None,
     k: int,
     batch_size: int,
+    titles: TitleLookup | None = None,
 ) -> pa.Table:
     """:func:`score_user_block` through the pairs graph: every user x movie pair scored by
     :meth:`Artifacts.predict_ids` (the path for unknown users and exports without a
     catalog graph)."""
-    at, ranks, movie_pos, ratings, cold = _top_k_by_pairs(arts, block, excluded, k, batch_size)
-    return build_topk_table(block[at], ranks, arts.movies.ids[movie_pos], ratings, cold)
+    at, ranks, movie_pos, ratings, scores, cold = _top_k_by_pairs(
+        arts, block, excluded, k, batch_size
+    )
+    return build_topk_table(
+        block[at], ranks, arts.movies.ids[movie_pos], ratings, scores, cold, titles
+    )
 
 
 def _top_k_by_pairs(
@@ -424,8 +446,8 @@ def _top_k_by_pairs(
     k: int,
     batch_size: int,
 ) -> tuple[np.ndarray, ...]:
-    """``(user_at, rank, movie_pos, rating, cold)`` of :func:`score_block_by_pairs`, rows
-    ordered by position in ``block``, then rank."""
+    """``(user_at, rank, movie_pos, rating, score, cold)`` of :func:`score_block_by_pairs`,
+    rows ordered by position in ``block``, then rank."""
     movie_ids = arts.movies.ids
     n_movies = movie_ids.size
     pred = arts.predict_ids(
@@ -449,6 +471,7 @@ def _top_k_by_pairs(
         np.broadcast_to(np.arange(1, kk + 1, dtype=np.int32), cols.shape)[valid],
         cols[valid],
         ratings[rows[valid], cols[valid]],
+        scores[rows[valid], cols[valid]],
         cold[rows[valid], cols[valid]],
     )
 

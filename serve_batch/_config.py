@@ -46,6 +46,8 @@ class ScoreConfig:
     quiet: bool = False
     all_movies: bool = False
     exclude: Path | None = None
+    # top-k tables gain a title column from the ID mapping
+    titles: bool = False
     # --engine ray only: cluster address (None: a local Ray instance), actors (None: as
     # many as the cluster's CPUs allow) and onnxruntime threads per actor
     engine: str = "local"
@@ -99,6 +101,8 @@ def check_config(config: ScoreConfig) -> None:
             raise UsageError("--exclude only applies to catalog mode (--all-movies)")
         if config.top_k_output is not None and config.top_k is None:
             raise UsageError("--top-k-output needs --top-k K")
+        if config.titles and config.top_k is None:
+            raise UsageError("--titles adds a column to the top-k table: it needs --top-k K")
 
 
 def _check_engine(config: ScoreConfig) -> None:

@@ -79,8 +79,24 @@ def build_manifest(
             "execution_mode": "sequential",
         },
         "elapsed_seconds": round(elapsed, 4),
-        "rows_per_second": round(rows_read / elapsed, 1) if elapsed > 0 else None,
+        **rates(mode, elapsed, rows_read, details),
     }
+
+
+def rates(mode: str, elapsed: float, rows_read: int, details: dict[str, Any]) -> dict[str, Any]:
+    """Speeds named by what they count: input pairs (pairs mode); users, and the candidate
+    pairs scored for them (catalog mode)."""
+
+    def per_second(count: int) -> float | None:
+        return round(count / elapsed, 1) if elapsed > 0 else None
+
+    if mode == "catalog":
+        users = details.get("users") or {}
+        return {
+            "users_per_second": per_second(int(users.get("scored", 0))),
+            "candidate_pairs_per_second": per_second(int(details.get("pairs_scored", 0))),
+        }
+    return {"pairs_per_second": per_second(rows_read)}
 
 
 def write_manifest(path: Path, manifest: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ from movierec.serve_batch._manifest import (
     manifest_path,
     write_manifest,
 )
-from movierec.serve_batch._topk import TOPK_SCHEMA, TopKAccumulator
+from movierec.serve_batch._topk import TOPK_PLAIN_COLUMNS, TopKAccumulator
 from movierec.serve_batch.atomic import AtomicOutputs
 from movierec.serve_batch.errors import DataError, UsageError
 
@@ -92,7 +93,7 @@ def score_file(config: ScoreConfig) -> dict[str, Any]:
         finally:
             writer.close()
         if run.rows_read == 0:
-            raise DataError(f"{config.input}: no data rows (only a header or an empty table)")
+            warn_no_rows(config.input, "INPUT")
         details: dict[str, Any] = {
             "input": str(config.input),
             "output": str(config.output),
@@ -102,7 +103,7 @@ def score_file(config: ScoreConfig) -> dict[str, Any]:
         if topk_path is not None:
             table = run.topk.to_table()
             topk_writer = TableWriter(
-                topk_tmp, topk_fmt, TOPK_SCHEMA, plain_columns=[contract.PREDICTION_COL]
+                topk_tmp, topk_fmt, table.schema, plain_columns=TOPK_PLAIN_COLUMNS
             )
             try:
                 topk_writer.write(table)
@@ -156,7 +157,11 @@ class _PairsRun:
         self.rating_i, self.metrics_note = self._find_rating_column(schema)
         self.metrics = ErrorMetrics()
         self.unknown = UnknownTally()
-        self.topk = TopKAccumulator(config.top_k) if config.top_k else None
+        self.topk = (
+            TopKAccumulator(config.top_k, titles=arts.title_lookup(config.titles))
+            if config.top_k
+            else None
+        )
         self.rows_read = 0
 
     def _find_rating_column(self, schema: pa.Schema) -> tuple[int | None, str | None]:
@@ -291,12 +296,18 @@ class _PairsRun:
                 else "dropped",
             )
         log.info(
-            "rec-score: %d rows -> %s in %.2f s (%.0f rows/s)",
+            "rec-score: %d rows -> %s in %.2f s (%.0f pairs/s)",
             manifest["rows_written"],
             self.config.output,
             manifest["elapsed_seconds"],
-            manifest["rows_per_second"] or 0.0,
+            manifest["pairs_per_second"] or 0.0,
         )
+
+
+def warn_no_rows(path: Path, role: str) -> None:
+    """An input with a header and no rows is not an error (a night with no active users):
+    the outputs are written empty, with every column."""
+    log.warning("%s: %s has a header but no rows; writing empty outputs", path, role)
 
 
 def _as_int64_array(original: pa.Array, values: np.ndarray) -> pa.Array:

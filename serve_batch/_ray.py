@@ -87,10 +87,21 @@ from movierec.serve_batch._manifest import (
     manifest_path,
     write_manifest,
 )
-from movierec.serve_batch._pairs import UnknownTally, _PairsRun
-from movierec.serve_batch._topk import TOPK_SCHEMA, TopKAccumulator, select_top_k
+from movierec.serve_batch._pairs import UnknownTally, _PairsRun, warn_no_rows
+from movierec.serve_batch._topk import (
+    TOPK_PLAIN_COLUMNS,
+    TopKAccumulator,
+    select_top_k,
+    topk_schema,
+)
 from movierec.serve_batch.atomic import AtomicOutputs, sweep_stale_temps, temp_path_beside
-from movierec.serve_batch.errors import ArtifactError, DataError, MovieRecError, UsageError
+from movierec.serve_batch.errors import (
+    ArtifactError,
+    DataError,
+    Interrupted,
+    MovieRecError,
+    UsageError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -358,15 +369,18 @@ class _PairsJob(_Job):
         summaries = sorted(self.summaries, key=lambda s: s.first_row)
         rows_read = sum(s.rows for s in summaries)
         if rows_read == 0:
-            raise DataError(f"{cfg.input}: no data rows (only a header or an empty table)")
+            warn_no_rows(cfg.input, "INPUT")
         probe.rows_read = rows_read
         probe.unknown = _merge_unknown(summaries)
         if cfg.on_unknown == "error" and probe.unknown.rows_any:
             where = _locate_row(self.files, probe.unknown.first_row)
             raise DataError(f"{cfg.input}: {probe.unknown.describe(rows_read)}{where}")
         probe.metrics = _merge_metrics(s.metrics for s in summaries)
-        if self.out.folder and self.rows_written == 0:
-            _write_table(self.out_tmp / _part_name(0), self.spec.out_schema, None)
+        if self.rows_written == 0:  # no rows: an empty table with every column
+            if self.out.folder:
+                _write_table(self.out_tmp / _part_name(0), self.spec.out_schema, None)
+            else:
+                _write_table(self.out_tmp, self.spec.out_schema, None, self.out.fmt)
         details: dict[str, Any] = {
             "input": str(cfg.input),
             "output": str(cfg.output),
@@ -374,15 +388,15 @@ class _PairsJob(_Job):
             "metrics": probe.metrics_dict(),
         }
         if self.topk is not None:
-            acc = TopKAccumulator(cfg.top_k)
+            acc = TopKAccumulator(cfg.top_k, titles=self.probe.topk.titles)
             for s in summaries:
                 if s.topk is not None:
                     acc.add(*s.topk)
             table = acc.to_table()
             if self.topk.folder:
-                _write_table(self.topk_tmp / _part_name(0), TOPK_SCHEMA, table)
+                _write_table(self.topk_tmp / _part_name(0), table.schema, table)
             else:
-                _write_table(self.topk_tmp, TOPK_SCHEMA, table, self.topk.fmt)
+                _write_table(self.topk_tmp, table.schema, table, self.topk.fmt)
             details["top_k"] = {
                 "k": cfg.top_k,
                 "path": str(self.topk.path),
@@ -435,7 +449,9 @@ class _CatalogJob(_Job):
             batch_size=cfg.batch_size,
             n_movies=self.n_movies,
             parts_folder=str(self.out_tmp) if self.out.folder else None,
+            titles=cfg.titles,
         )
+        arts.title_lookup(cfg.titles)  # warns once, here, when the mapping has no titles
 
     def run_pipeline(self) -> None:
         ray, cfg = self.ray, self.config
@@ -451,7 +467,9 @@ class _CatalogJob(_Job):
             if self.out.folder:
                 self.rows_written = sum(s.rows_written for s in self.results(ds))
                 return
-            writer = TableWriter(self.out_tmp, self.out.fmt, TOPK_SCHEMA)
+            writer = TableWriter(
+                self.out_tmp, self.out.fmt, topk_schema(cfg.titles), TOPK_PLAIN_COLUMNS
+            )
             try:
                 for table in self.results(ds):
                     writer.write(table)
@@ -461,8 +479,12 @@ class _CatalogJob(_Job):
 
     def finish(self) -> dict[str, Any]:
         cfg = self.config
-        if self.out.folder and self.rows_written == 0:
-            _write_table(self.out_tmp / _part_name(0), TOPK_SCHEMA, None)
+        if self.rows_written == 0:  # no users: an empty table with every column
+            empty = topk_schema(cfg.titles)
+            if self.out.folder:
+                _write_table(self.out_tmp / _part_name(0), empty, None)
+            else:
+                _write_table(self.out_tmp, empty, None, self.out.fmt)
         self.engine.update(input_files=len(self.files), output_layout=self.out.layout)
         details = {
             "input": str(cfg.input),
@@ -577,6 +599,7 @@ class _CatalogSpec:
     batch_size: int
     n_movies: int
     parts_folder: str | None
+    titles: bool = False
 
 
 @dataclass
@@ -663,6 +686,7 @@ class _CatalogScorer(_Scorer):
             offsets = lists.offsets.to_numpy()
             values = lists.values.to_numpy()
         per_block = max(1, spec.batch_size // n_movies)  # as the local loop
+        titles = self.arts.titles if spec.titles else None  # the driver warned if empty
         tables = []
         for a in range(0, users.size, per_block):
             b = min(a + per_block, users.size)
@@ -671,13 +695,16 @@ class _CatalogScorer(_Scorer):
                 counts = np.diff(offsets[a : b + 1])
                 rows = np.repeat(np.arange(b - a, dtype=np.int64), counts)
                 local = rows * n_movies + values[offsets[a] : offsets[b]]
-            tables.append(score_user_block(self.arts, users[a:b], local, spec.k, spec.batch_size))
-        table = pa.concat_tables(tables) if tables else TOPK_SCHEMA.empty_table()
+            tables.append(
+                score_user_block(self.arts, users[a:b], local, spec.k, spec.batch_size, titles)
+            )
+        schema = topk_schema(spec.titles)
+        table = pa.concat_tables(tables) if tables else schema.empty_table()
         if spec.parts_folder is None:
             return table, None
         first = int(batch.column(POS_COL)[0].as_py())
         if table.num_rows:
-            _write_table(Path(spec.parts_folder) / _part_name(first), TOPK_SCHEMA, table)
+            _write_table(Path(spec.parts_folder) / _part_name(first), schema, table)
         return None, _BlockSummary(rows=users.size, rows_written=table.num_rows, first_row=first)
 
 
@@ -1139,9 +1166,9 @@ def _ray_cluster(ray: Any, config: ScoreConfig) -> Iterator[dict[str, Any]]:
     """Join ``--ray-address`` (or ``$RAY_ADDRESS``), else start a local instance; the
     instance is shut down afterwards only if this run started it.
 
-    SIGTERM keeps the handler the caller had (``rec-score`` exits 128 + 15 after cleaning
-    up), though ``ray.init`` installs its own and a signal that lands inside ``ray.get``
-    comes out of Ray as ``SystemExit(1)``.
+    SIGTERM keeps the handler the caller had (``rec-score`` raises ``Interrupted`` and
+    exits 128 + 15 after cleaning up), though ``ray.init`` installs its own and a signal
+    that lands inside ``ray.get`` comes out of Ray as ``SystemExit(1)``.
     """
     t0 = time.perf_counter()
     main_thread = threading.current_thread() is threading.main_thread()
@@ -1183,7 +1210,7 @@ def _ray_cluster(ray: Any, config: ScoreConfig) -> Iterator[dict[str, Any]]:
         }
     except SystemExit:
         if terminated:
-            raise SystemExit(128 + terminated[0]) from None
+            raise Interrupted(terminated[0]) from None
         raise
     finally:
         if previous is not None:

@@ -13,18 +13,57 @@ import numpy as np
 import pyarrow as pa
 
 from movierec.serve_batch import contract
-from movierec.serve_batch._arrow import from_numpy
+from movierec.serve_batch._arrow import from_numpy, strings_from_list
 
-#: Schema of every top-k table (pairs and catalog mode).
+#: Schema of every top-k table (pairs and catalog mode); ``topk_schema(titles=True)``
+#: adds the ``title`` column.
 TOPK_SCHEMA = pa.schema(
     [
         pa.field(contract.USER_COL, pa.int64(), nullable=False),
         pa.field(contract.RANK_COL, pa.int32(), nullable=False),
         pa.field(contract.MOVIE_COL, pa.int64(), nullable=False),
         pa.field(contract.PREDICTION_COL, pa.float32(), nullable=False),
+        pa.field(contract.SCORE_COL, pa.float32(), nullable=False),
         pa.field(contract.COLD_START_COL, pa.bool_(), nullable=False),
     ]
 )
+_TITLE_FIELD = pa.field(contract.TITLE_COL, pa.string(), nullable=True)
+#: Columns written without a dictionary (high-cardinality floats: a dictionary costs time
+#: and saves nothing).
+TOPK_PLAIN_COLUMNS = (contract.PREDICTION_COL, contract.SCORE_COL)
+
+
+def topk_schema(titles: bool = False) -> pa.Schema:
+    """The top-k table's schema, with the ``title`` column last when ``titles``."""
+    return TOPK_SCHEMA.append(_TITLE_FIELD) if titles else TOPK_SCHEMA
+
+
+class TitleLookup:
+    """Movie ID -> title, from the ID mapping's ``titles`` (movies without one get null)."""
+
+    def __init__(self, titles: dict[int, str]) -> None:
+        ids = np.fromiter(titles.keys(), dtype=np.int64, count=len(titles))
+        order = np.argsort(ids)
+        self._ids = ids[order]
+        names = strings_from_list([str(v) for v in titles.values()])
+        self._titles = names.take(from_numpy(order, np.int64))
+
+    def __len__(self) -> int:
+        return int(self._ids.size)
+
+    def lookup(self, movie_ids: np.ndarray) -> pa.Array:
+        """Titles of ``movie_ids`` in order; null where the mapping has none."""
+        movie_ids = np.asarray(movie_ids, dtype=np.int64)
+        if not self._ids.size:
+            return pa.nulls(movie_ids.size, pa.string())
+        at = np.minimum(np.searchsorted(self._ids, movie_ids), self._ids.size - 1)
+        found = self._ids[at] == movie_ids
+        # indices with a validity bitmap (null where the mapping has no title): take()
+        # gives null there; built from buffers so pyarrow never probes for pandas
+        at = np.ascontiguousarray(at, dtype=np.int64)
+        valid = pa.py_buffer(np.packbits(found, bitorder="little"))
+        index = pa.Array.from_buffers(pa.int64(), at.size, [valid, pa.py_buffer(at)])
+        return self._titles.take(index)
 
 
 def select_top_k(
@@ -111,8 +150,11 @@ class TopKAccumulator:
     work stays O(n log n) and memory stays O(users x K + buffer).
     """
 
-    def __init__(self, k: int, min_merge_rows: int = 1 << 18) -> None:
+    def __init__(
+        self, k: int, min_merge_rows: int = 1 << 18, titles: TitleLookup | None = None
+    ) -> None:
         self.k = k
+        self.titles = titles
         self._min_merge_rows = min_merge_rows
         self._state = _empty()
         self._pending: list[tuple[np.ndarray, ...]] = []
@@ -148,7 +190,7 @@ class TopKAccumulator:
         self._merge()
         u, m, r, s, c = self._state
         idx, rank = select_top_k(u, m, s, self.k, c)
-        return build_topk_table(u[idx], rank + 1, m[idx], r[idx], c[idx])
+        return build_topk_table(u[idx], rank + 1, m[idx], r[idx], s[idx], c[idx], self.titles)
 
 
 def select_block_top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -165,18 +207,27 @@ def select_block_top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarr
 
 
 def build_topk_table(
-    users: np.ndarray, ranks: np.ndarray, movies: np.ndarray, scores: np.ndarray, cold: np.ndarray
+    users: np.ndarray,
+    ranks: np.ndarray,
+    movies: np.ndarray,
+    ratings: np.ndarray,
+    scores: np.ndarray,
+    cold: np.ndarray,
+    titles: TitleLookup | None = None,
 ) -> pa.Table:
-    return pa.Table.from_arrays(
-        [
-            from_numpy(users, np.int64),
-            from_numpy(ranks, np.int32),
-            from_numpy(movies, np.int64),
-            from_numpy(scores, np.float32),
-            from_numpy(cold, np.bool_),
-        ],
-        schema=TOPK_SCHEMA,
-    )
+    """The one builder of top-k tables (both modes, both engines): ``scores`` are what the
+    rows were ranked by; ``titles`` adds the ``title`` column."""
+    columns = [
+        from_numpy(users, np.int64),
+        from_numpy(ranks, np.int32),
+        from_numpy(movies, np.int64),
+        from_numpy(ratings, np.float32),
+        from_numpy(scores, np.float32),
+        from_numpy(cold, np.bool_),
+    ]
+    if titles is not None:
+        columns.append(titles.lookup(movies))
+    return pa.Table.from_arrays(columns, schema=topk_schema(titles is not None))
 
 
 def _empty() -> tuple[np.ndarray, ...]:

@@ -24,9 +24,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from movierec.serve_batch.errors import UsageError
+from movierec.serve_batch.errors import StorageError, UsageError
 
-__all__ = ["AtomicOutputs", "atomic_path", "sweep_stale_temps", "temp_path_beside"]
+__all__ = [
+    "AtomicOutputs",
+    "atomic_path",
+    "storage_error",
+    "sweep_stale_temps",
+    "temp_path_beside",
+]
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +68,51 @@ def temp_path_beside(target: Path, *, folder: bool = False) -> Path:
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; ``os.replace`` it onto ``target`` on success.
 
-    On failure the temporary file is removed and an existing ``target`` is left as it was.
+    On failure the temporary file is removed and an existing ``target`` is left as it was;
+    an OS error writing it (a full disk) comes out as ``StorageError`` naming ``target``.
     """
     target = Path(target)
     tmp = temp_path_beside(target)
     try:
         yield tmp
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise storage_error(exc, [(tmp, target)]) from exc
         raise
+
+
+def storage_error(exc: OSError, pending: list[tuple[Path, Path]]) -> StorageError:
+    """``exc`` as a ``StorageError`` naming the file it concerns, never a hidden temporary.
+
+    ``pending``: ``(temporary, target)`` of the outputs being written. An error that names
+    a temporary is its target's; one that names no file (pyarrow's and Python's buffered
+    writes do not) but can only come from a write (disk full) is the target whose
+    temporary was written last, the one being written when it failed.
+    """
+    import errno as errno_codes
+
+    reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
+    named = exc.filename
+    if named is not None:
+        for tmp, target in pending:
+            if os.path.abspath(named) == os.path.abspath(tmp):
+                return StorageError(target, reason)
+        return StorageError(named, reason)
+    write_only = {errno_codes.ENOSPC, errno_codes.EFBIG, errno_codes.EROFS}
+    write_only.add(getattr(errno_codes, "EDQUOT", errno_codes.ENOSPC))
+    if exc.errno in write_only and pending:
+
+        def written_at(item: tuple[Path, Path]) -> int:
+            try:
+                return os.stat(item[0]).st_mtime_ns
+            except OSError:
+                return -1
+
+        return StorageError(max(pending, key=written_at)[1], reason)
+    return StorageError("(file not named by the system)", reason)
 
 
 def sweep_stale_temps(target: Path, older_than: float = STALE_AFTER_SECONDS) -> list[Path]:
@@ -138,17 +178,28 @@ class AtomicOutputs:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            self.discard()
+        if exc_type is None:
+            return
+        pending = list(self._pending)
+        self.discard()
+        if isinstance(exc, OSError):
+            raise storage_error(exc, pending) from exc
 
     def reserve(self, target: Path) -> Path:
-        """Create and return the temp path for ``target`` (fails early if unwritable)."""
+        """Create and return the temp path for ``target`` (fails early if unwritable).
+
+        Missing parent folders are created, as ``rec-train`` and ``rec-export`` create
+        their output folders."""
         target = Path(target)
         folder = target.parent
-        if not folder.exists():
-            raise UsageError(f"{target}: output folder {folder} does not exist")
-        if not folder.is_dir():
+        if folder.exists() and not folder.is_dir():
             raise UsageError(f"{target}: {folder} is not a folder")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(
+                f"{target}: cannot create the output folder {folder} ({exc.strerror or exc})"
+            ) from exc
         if target.is_dir():
             raise UsageError(f"{target}: is a folder, expected a file path")
         sweep_stale_temps(target)

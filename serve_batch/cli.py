@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 
@@ -13,7 +12,6 @@ from movierec.serve_batch._catalog import score_catalog
 from movierec.serve_batch._config import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CATALOG_TOP_K,
-    ENGINES,
     GRAPH_OPT_LEVELS,
     UNKNOWN_POLICIES,
     ScoreConfig,
@@ -21,13 +19,17 @@ from movierec.serve_batch._config import (
 from movierec.serve_batch._pairs import score_file
 from movierec.serve_batch._session import RUN_ROWS
 from movierec.serve_batch.cli_support import (
+    EXIT_CODES_HELP,
     artifacts_option,
+    engine_options,
     quiet_option,
     run_command,
     setup_logging,
+    version_option,
 )
 
-_EPILOG = """\b
+_EPILOG = (
+    """\b
 Files: INPUT, OUTPUT and the other tables are Parquet or CSV, chosen by the
 ending: .parquet, .csv, .csv.gz (gzip). IDs are raw MovieLens integer IDs.
 \b
@@ -35,13 +37,25 @@ Unknown IDs (--unknown fallback): unknown user + known movie -> the movie's
 fallback mean; known user + unknown movie -> the user's; both unknown -> the
 global mean; clipped to the rating scale, and the row gets cold_start=true.
 \b
-Outputs are written to hidden temp files in the same folder and renamed into
-place only when the whole run succeeds (a failed run leaves OUTPUT untouched).
-A JSON run summary is written to OUTPUT.manifest.json.
+Outputs are written to hidden temp files in the same folder (created if
+missing) and renamed into place only when the whole run succeeds (a failed run
+leaves OUTPUT untouched). A JSON run summary is written to OUTPUT.manifest.json.
+An input with a header and no rows gives an empty table with every column.
 \b
-Exit codes: 0 success; 2 bad usage, input or artifacts (one line on stderr);
-1 unexpected error (a bug: traceback on stderr).
+Top-k tables: user_id, rank, movie_id, predicted_rating, score, cold_start
+[, title]. predicted_rating is the rating the model predicts; score is the value
+the ranking sorts by (the model's rank_score output, which mixes its ranking
+head with the rating; the rating itself for a model without one), so rank 1 has
+the highest score but not always the highest predicted_rating.
 """
+    + EXIT_CODES_HELP
+)
+
+#: What an interrupted rec-score leaves as it was (the line printed on SIGINT/SIGTERM).
+UNTOUCHED = (
+    "OUTPUT, its top-k table and manifest were left as they were (nothing is renamed "
+    "into place before the whole run succeeds)"
+)
 
 
 @click.command(
@@ -74,9 +88,16 @@ Exit codes: 0 success; 2 bad usage, input or artifacts (one line on stderr);
     default=None,
     metavar="K",
     help="Also write each user's K best pairs as a long table user_id, rank, movie_id, "
-    "predicted_rating, cold_start (rank 1 best: by the model's rank_score output, or by "
-    "the rating if it has none; cold-start pairs last; ties by movie ID ascending). "
-    f"[default: no table; {DEFAULT_CATALOG_TOP_K} with --all-movies]",
+    "predicted_rating, score, cold_start. score is what the ranking sorts by: the model's "
+    "rank_score output (its ranking head mixed with the rating), or the rating if it has "
+    "none; rank 1 has the highest score, cold-start pairs come last, ties by movie ID "
+    f"ascending. [default: no table; {DEFAULT_CATALOG_TOP_K} with --all-movies]",
+)
+@click.option(
+    "--titles",
+    is_flag=True,
+    help="Add a title column to the top-k table: each movie's title from the ID mapping "
+    "(empty where the training data had no titles).",
 )
 @click.option(
     "--top-k-output",
@@ -134,44 +155,16 @@ Exit codes: 0 success; 2 bad usage, input or artifacts (one line on stderr);
     show_default=True,
     help="onnxruntime graph optimisation level.",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(ENGINES),
-    default="local",
-    show_default=True,
-    help="local = this process; ray = a Ray Data job (pip install 'movierec[ray]'): INPUT, "
+@engine_options(
+    "local = this process; ray = a Ray Data job (pip install 'movierec[ray]'): INPUT, "
     "--exclude and OUTPUT may then be folders of Parquet files (OUTPUT without a .parquet, "
-    ".csv or .csv.gz ending is written as a folder with a _SUCCESS marker).",
-)
-@click.option(
-    "--ray-address",
-    default=None,
-    metavar="ADDR",
-    help="--engine ray: join this Ray cluster (HOST:PORT of its head node, or auto). "
-    "[default: $RAY_ADDRESS when set, as under 'ray job submit'; else a local Ray "
-    "instance on this machine]",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="N",
-    help="--engine ray: scoring actors, each with one onnxruntime session. "
-    "[default: the cluster's CPUs // --threads-per-worker]",
-)
-@click.option(
-    "--threads-per-worker",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    metavar="T",
-    help="--engine ray: onnxruntime threads (and CPUs reserved) per actor; "
-    "N x T may not exceed the cluster's CPUs.",
+    ".csv or .csv.gz ending is written as a folder with a _SUCCESS marker)."
 )
 @quiet_option(
     "Warnings and errors only, no progress bar (for cron). The bar is also off when "
     "stderr is not a terminal."
 )
+@version_option()
 def cli(
     input_path: Path,
     output: Path,
@@ -180,6 +173,7 @@ def cli(
     movie_col: str,
     top_k: int | None,
     top_k_output: Path | None,
+    titles: bool,
     on_unknown: str,
     all_movies: bool,
     exclude: Path | None,
@@ -210,6 +204,7 @@ def cli(
         movie_col=movie_col,
         top_k=top_k,
         top_k_output=top_k_output,
+        titles=titles,
         on_unknown=on_unknown,
         batch_size=batch_size,
         threads=threads,
@@ -230,12 +225,6 @@ def cli(
         (score_catalog if all_movies else score_file)(config)
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    # SystemExit unwinds through the writers' cleanup, so temp files are removed.
-    raise SystemExit(128 + signum)
-
-
 def main() -> None:
     """Entry point of the ``rec-score`` script."""
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    sys.exit(run_command(cli))
+    sys.exit(run_command(cli, untouched=UNTOUCHED))

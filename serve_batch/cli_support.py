@@ -1,24 +1,64 @@
-"""One place that turns a command's outcome into an exit code (shared by all three CLIs).
+"""One place that turns a command's outcome into an exit code (shared by every CLI).
 
-0 success; 2 bad usage or bad input (a ``MovieRecError`` or a Click usage error: one
-clear line on stderr, no traceback); 1 anything unexpected (traceback on stderr).
+Library code raises typed errors (``movierec.serve_batch.errors``) and never exits;
+:func:`run_command` maps them, Click's usage errors, OS errors and signals to the codes
+of :data:`EXIT_CODES_HELP`. Only a bug prints a traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
 
-from movierec.serve_batch.errors import MovieRecError
+from movierec.serve_batch._config import ENGINES
+from movierec.serve_batch.errors import (
+    GateRefused,
+    Interrupted,
+    LockHeld,
+    MovieRecError,
+    StorageError,
+)
 
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1
 EXIT_BAD_INPUT = 2
+EXIT_REFUSED = 3
+#: sysexits.h EX_IOERR and EX_TEMPFAIL (cron wrappers and systemd know them).
+EXIT_OS_ERROR = 74
+EXIT_LOCKED = 75
+EXIT_SIGINT = 128 + signal.SIGINT
+EXIT_SIGTERM = 128 + signal.SIGTERM
+
+#: Each typed error's exit code; the first matching class wins.
+_ERROR_CODES: tuple[tuple[type[MovieRecError], int], ...] = (
+    (GateRefused, EXIT_REFUSED),
+    (LockHeld, EXIT_LOCKED),
+    (StorageError, EXIT_OS_ERROR),
+    (MovieRecError, EXIT_BAD_INPUT),
+)
+
+#: The exit-code table of every command's ``--help`` (and of the README).
+EXIT_CODES_HELP = """\b
+Exit codes (the same for every movierec command):
+  0    done
+  2    bad input or usage (one line on stderr)
+  3    refused by the quality gate (rec-nightly; nothing published)
+  74   an operating-system error while reading or writing, e.g. disk full
+       (one line naming the path and the error)
+  75   another run holds the lock (rec-nightly; names its PID and start time)
+  130  interrupted by SIGINT (Ctrl-C), 143 by SIGTERM (one line saying what was
+       left untouched)
+  1    a bug (traceback on stderr; please report it)
+"""
 
 #: The folder every stage reads from and writes to unless ``--artifacts`` says otherwise.
 DEFAULT_ARTIFACTS = Path("artifacts")
@@ -40,13 +80,108 @@ def quiet_option(help: str = "Only warnings and errors (for cron).") -> Callable
     return click.option("--quiet", "-q", is_flag=True, help=help)
 
 
-def run_command(command: click.Command, args: list[str] | None = None) -> int:
-    """Run a Click command and map its outcome to the documented exit codes."""
+def version_option() -> Callable:
+    """``--version``: the installed movierec version, the same on every command."""
+    return click.version_option(package_name="movierec", message="%(prog)s (movierec) %(version)s")
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``PATH: REASON`` in the system's words, without pyarrow's wrapping."""
+    reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
+    if exc.filename is not None:
+        return f"{exc.filename}: {reason}"
+    return reason if exc.errno else str(exc)
+
+
+@contextlib.contextmanager
+def signals_raise_interrupted() -> Iterator[None]:
+    """Within this block SIGINT and SIGTERM raise :class:`Interrupted`, so that cleanup
+    (``finally``, context managers) runs and the command exits 130 or 143 with one line.
+    Only the main thread can set handlers; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        command.main(args=args, standalone_mode=False)
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+#: ``--engine`` and the Ray engine's options, shared by rec-score and rec-nightly.
+_ENGINE_OPTIONS = [
+    click.option(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="--engine ray: join this Ray cluster (HOST:PORT of its head node, or auto). "
+        "[default: $RAY_ADDRESS when set, as under 'ray job submit'; else a local Ray "
+        "instance on this machine]",
+    ),
+    click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="N",
+        help="--engine ray: scoring actors, each with one onnxruntime session. "
+        "[default: the cluster's CPUs // --threads-per-worker]",
+    ),
+    click.option(
+        "--threads-per-worker",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        metavar="T",
+        help="--engine ray: onnxruntime threads (and CPUs reserved) per actor; "
+        "N x T may not exceed the cluster's CPUs.",
+    ),
+]
+
+
+def engine_options(engine_help: str) -> Callable:
+    """``--engine local|ray`` (``engine_help`` says what ray changes for this command),
+    ``--ray-address``, ``--workers``, ``--threads-per-worker``."""
+    engine = click.option(
+        "--engine",
+        type=click.Choice(ENGINES),
+        default="local",
+        show_default=True,
+        help=engine_help,
+    )
+
+    def decorate(func: Callable) -> Callable:
+        for option in reversed(_ENGINE_OPTIONS):
+            func = option(func)
+        return engine(func)
+
+    return decorate
+
+
+def run_command(
+    command: click.Command,
+    args: list[str] | None = None,
+    *,
+    untouched: str = "",
+) -> int:
+    """Run a Click command and map its outcome to the documented exit codes.
+
+    ``untouched``: what an interrupted run of this command leaves as it was (printed on
+    SIGINT/SIGTERM unless the library says more precisely, ``Interrupted.untouched``).
+    """
+    try:
+        with signals_raise_interrupted():
+            command.main(args=args, standalone_mode=False)
     except click.exceptions.Exit as exc:  # --help, --version
         return exc.exit_code
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        # Click turns a KeyboardInterrupt raised outside our handler into Abort
+        if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+            return _interrupted(Interrupted(signal.SIGINT), untouched)
         click.echo("Aborted.", err=True)
         return EXIT_UNEXPECTED
     except click.ClickException as exc:
@@ -54,15 +189,25 @@ def run_command(command: click.Command, args: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except MovieRecError as exc:
         click.echo(f"Error: {exc}", err=True)
-        return EXIT_BAD_INPUT
+        return next(code for kind, code in _ERROR_CODES if isinstance(exc, kind))
+    except OSError as exc:
+        click.echo(f"Error: {describe_os_error(exc)}", err=True)
+        return EXIT_OS_ERROR
+    except Interrupted as exc:
+        return _interrupted(exc, untouched)
     except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        return 130
+        return _interrupted(Interrupted(signal.SIGINT), untouched)
     except Exception:
         click.echo("Unexpected error (this is a bug; please report it):", err=True)
         traceback.print_exc()
         return EXIT_UNEXPECTED
     return EXIT_OK
+
+
+def _interrupted(exc: Interrupted, untouched: str) -> int:
+    what = exc.untouched or untouched
+    click.echo(f"Interrupted by {exc.signal_name}" + (f": {what}" if what else "."), err=True)
+    return 128 + exc.signum
 
 
 def setup_logging(quiet: bool) -> None:

@@ -101,4 +101,10 @@ RATING_COL = "rating"
 PREDICTION_COL = "predicted_rating"
 COLD_START_COL = "cold_start"
 RANK_COL = "rank"
-TOPK_COLUMNS = (USER_COL, RANK_COL, MOVIE_COL, PREDICTION_COL)
+#: Top-k tables: the value the ranking sorts by (the model's ``rank_score``, or the
+#: rating for a model without one; a cold-start pair's fallback rating).
+SCORE_COL = "score"
+#: Top-k tables with ``--titles``: the movie's title from the ID mapping (null where the
+#: training data had none).
+TITLE_COL = "title"
+TOPK_COLUMNS = (USER_COL, RANK_COL, MOVIE_COL, PREDICTION_COL, SCORE_COL, COLD_START_COL)

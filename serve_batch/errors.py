@@ -1,9 +1,15 @@
-"""Errors that mean "the user gave us something wrong" (exit code 2, one clear line).
+"""The errors library code raises; ``movierec.serve_batch.cli_support`` alone maps them to
+the exit codes every command shares.
 
-Anything else that escapes a command is a bug and exits with code 1 and a traceback.
+A ``MovieRecError`` means "expected, explain it in one line": bad input or usage (2),
+a refusal by the quality gate (3), an operating-system error while reading or writing
+(74), another run holding the lock (75). ``Interrupted`` is a signal that stopped the run
+(130, 143). Anything else that escapes a command is a bug (1, with a traceback).
 """
 
 from __future__ import annotations
+
+import signal
 
 
 class MovieRecError(Exception):
@@ -24,3 +30,45 @@ class ParityError(MovieRecError):
 
 class UsageError(MovieRecError):
     """Options that cannot work together, or an output that cannot be written."""
+
+
+class GateRefused(MovieRecError):
+    """The quality gate refused a candidate model: it scores worse than the one in service."""
+
+
+class LockHeld(MovieRecError):
+    """Another run holds the lock of the folder this run would write."""
+
+
+class StorageError(MovieRecError):
+    """The operating system failed a read or a write (disk full, I/O error, ...).
+
+    ``path`` is the file the run was reading or writing (the target, never a hidden
+    temporary), ``reason`` the system's words for what went wrong.
+    """
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+    def __reduce__(self):  # keeps the two arguments through pickling (Ray workers)
+        return (type(self), (self.path, self.reason))
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM stopped the run.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that no ``except Exception``
+    swallows it while the writers' cleanup (``finally``, context managers) still runs.
+    ``untouched`` says what the run left exactly as it was, for the one line on stderr.
+    """
+
+    def __init__(self, signum: int, untouched: str = "") -> None:
+        super().__init__(signum, untouched)
+        self.signum = int(signum)
+        self.untouched = untouched
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name

@@ -138,7 +138,8 @@ def choose_rank_mix(model: RecommenderNet, split: Split) -> dict:
     tried = {mix: m["ndcg@10"] for mix, m in zip(RANK_MIX_GRID, found, strict=True)}
     best = max(tried, key=lambda m: (tried[m], -m))
     model.rank_mix.fill_(best)
-    log.info("rank mix: %s -> %g", {k: round(v, 4) for k, v in tried.items()}, best)
+    shown = ", ".join(f"{mix:g}: {float(v):.4f}" for mix, v in tried.items())
+    log.info("rank mix by validation NDCG@10: {%s} -> %g", shown, best)
     return {"chosen": best, "val_ndcg@10": {str(k): v for k, v in tried.items()}}
 
 

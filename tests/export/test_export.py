@@ -244,11 +244,10 @@ def test_scorer_uses_the_exported_catalog_graph(exported):
         want = score_user_block(without, users, keys, k, batch_size=4096)
         cols = [contract.USER_COL, contract.RANK_COL, contract.MOVIE_COL, contract.COLD_START_COL]
         assert got.select(cols).equals(want.select(cols))
-        np.testing.assert_allclose(
-            got.column(contract.PREDICTION_COL).to_numpy(),
-            want.column(contract.PREDICTION_COL).to_numpy(),
-            atol=1e-5,
-        )
+        for name in (contract.PREDICTION_COL, contract.SCORE_COL):
+            np.testing.assert_allclose(
+                got.column(name).to_numpy(), want.column(name).to_numpy(), atol=1e-5
+            )
     assert with_graph.catalog is not None and without.catalog is None
 
 

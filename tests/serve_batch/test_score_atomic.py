@@ -79,14 +79,19 @@ def test_sigkill_without_previous_output_leaves_none(fake, tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_sigterm_cleans_up_its_temp_files(fake, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_clean_up_and_say_so(fake, tmp_path: Path, signum: int) -> None:
     out = tmp_path / "out.parquet"
     out.write_bytes(b"previous output")
     proc = start_scoring(fake, tmp_path, out, "--top-k", "2")
     wait_for_growing_temp(proc, tmp_path, "out.parquet")
-    os.kill(proc.pid, signal.SIGTERM)
+    os.kill(proc.pid, signum)
     proc.wait(timeout=30)
-    assert proc.returncode == 128 + signal.SIGTERM
+    err = proc.stderr.read().decode()
+    assert proc.returncode == 128 + signum  # 143 and 130
+    name = signal.Signals(signum).name
+    assert err.startswith(f"Interrupted by {name}: OUTPUT, its top-k table and manifest were "), err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert out.read_bytes() == b"previous output"
     assert list_dir(tmp_path) == ["in.parquet", "out.parquet"]
 

@@ -80,11 +80,10 @@ def test_score_user_block_matches_the_pairs_graph(
     want = score_block_by_pairs(arts, block, keys, k, batch_size=7)
     names = [contract.USER_COL, contract.RANK_COL, contract.MOVIE_COL, contract.COLD_START_COL]
     assert got.select(names).equals(want.select(names))
-    np.testing.assert_allclose(
-        got.column(contract.PREDICTION_COL).to_numpy(),
-        want.column(contract.PREDICTION_COL).to_numpy(),
-        atol=1e-5,
-    )
+    for name in (contract.PREDICTION_COL, contract.SCORE_COL):
+        np.testing.assert_allclose(
+            got.column(name).to_numpy(), want.column(name).to_numpy(), atol=1e-5
+        )
     assert arts.catalog is not None
 
 

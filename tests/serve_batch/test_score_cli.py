@@ -36,7 +36,7 @@ def test_catalog_mode_end_to_end(run_cli, fake, tmp_path: Path) -> None:
     )
     assert (code, err) == (0, "")
     assert (tmp_path / "top.csv").read_text().splitlines()[0] == (
-        "user_id,rank,movie_id,predicted_rating,cold_start"
+        "user_id,rank,movie_id,predicted_rating,score,cold_start"
     )
 
 

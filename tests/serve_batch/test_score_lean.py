@@ -15,7 +15,7 @@ from fake_model import read_table, write_table
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from movierec.serve_batch._arrow import from_numpy, null_mask, to_numpy
+from movierec.serve_batch._arrow import from_numpy, null_mask, strings_from_list, to_numpy
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,10 +72,11 @@ def test_rec_score_never_imports_pandas(fake_catalog, tmp_path: Path) -> None:
     user_file = write_table(tmp_path / "users.parquet", {"user_id": fake.user_ids[:5]})
     art = ["--artifacts", str(fake.folder), "--quiet"]
     runs = [
-        [str(inputs[".parquet"]), str(tmp_path / "out.parquet"), "--top-k", "3", *art],
+        [str(inputs[".parquet"]), str(tmp_path / "out.parquet"), "--top-k", "3", "--titles", *art],
         [str(inputs[".csv"]), str(tmp_path / "out.csv"), "--top-k", "3", *art],
         [str(gz), str(tmp_path / "out.csv.gz"), "--unknown", "skip", *art],
-        [str(user_file), str(tmp_path / "top.parquet"), "--all-movies", "--exclude", str(gz)] + art,
+        [str(user_file), str(tmp_path / "top.parquet"), "--all-movies", "--exclude", str(gz)]
+        + ["--titles", *art],
     ]
     proc = subprocess.run(
         [sys.executable, "-c", BLOCK_PANDAS_AND_RUN, json.dumps(runs)],
@@ -148,3 +149,10 @@ def test_conversions_refuse_what_they_do_not_handle() -> None:
         from_numpy(np.array(["a"]))
     with pytest.raises(ValueError, match="1-D"):
         from_numpy(np.zeros((2, 2)))
+
+
+@given(st.lists(st.text(max_size=12), max_size=30))
+def test_strings_from_list_equals_pyarrow(values: list[str]) -> None:
+    got = strings_from_list(values)
+    got.validate(full=True)
+    assert got.equals(pa.array(values, pa.string()))

@@ -164,7 +164,8 @@ def test_manifest_has_metrics_model_and_speed(fake, make_pairs, tmp_path: Path) 
     assert manifest["model"]["opset"] == "17"
     assert manifest["model"]["metadata"]["movierec.graph"] == "plain"
     assert manifest["runtime"]["onnxruntime"]
-    assert manifest["elapsed_seconds"] > 0 and manifest["rows_per_second"] > 0
+    assert manifest["elapsed_seconds"] > 0 and manifest["pairs_per_second"] > 0
+    assert "rows_per_second" not in manifest
     assert manifest["config"]["batch_size"] == 100
     assert manifest["rows_read"] == manifest["rows_written"] == 257
 
@@ -246,14 +247,6 @@ def test_zero_byte_file_is_an_error(fake, tmp_path: Path) -> None:
         run_bad(fake, tmp_path, inp)
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_file_without_rows_is_an_error(fake, tmp_path: Path, fmt: str) -> None:
-    empty = pa.table({"user_id": pa.array([], pa.int64()), "movie_id": pa.array([], pa.int64())})
-    inp = write_table(tmp_path / f"in.{fmt}", empty)
-    with pytest.raises(DataError, match="no data rows"):
-        run_bad(fake, tmp_path, inp)
-
-
 def test_corrupt_parquet_names_the_file(fake, tmp_path: Path) -> None:
     inp = tmp_path / "in.parquet"
     inp.write_bytes(b"PAR1 this is not parquet at all")
@@ -299,10 +292,16 @@ def test_unknown_output_extension_is_an_error(fake, make_pairs, tmp_path: Path) 
         score_file(config(fake, inp, tmp_path / "out.xlsx"))
 
 
-def test_missing_output_folder_fails_before_work(fake, make_pairs, tmp_path: Path) -> None:
+def test_missing_output_folders_are_created(fake, make_pairs, tmp_path: Path) -> None:
     inp = write_table(tmp_path / "in.parquet", make_pairs(5))
-    with pytest.raises(UsageError, match="output folder .*does not exist"):
-        score_file(config(fake, inp, tmp_path / "nope" / "out.parquet"))
+    out = tmp_path / "new" / "deeper" / "out.parquet"
+    score_file(config(fake, inp, out, top_k=2))
+    assert pq.read_table(out).num_rows == 5
+    assert sorted(p.name for p in out.parent.iterdir()) == [
+        "out.parquet",
+        "out.parquet.manifest.json",
+        "out.topk.parquet",
+    ]
 
 
 def test_output_under_a_file_fails_before_work(fake, make_pairs, tmp_path: Path) -> None:

@@ -82,7 +82,7 @@ def test_pairs_with_top_k_match_local_engine_bit_for_bit(
     monkeypatch.setattr(ray_module, "READ_TASK_ROWS", 100)
     inp = tmp_path / "in.parquet"
     pq.write_table(pairs_table(fake_ranked, 600, seed=1), inp, row_group_size=150)
-    kw = dict(artifacts=fake_ranked.folder, quiet=True, batch_size=53, top_k=4)
+    kw = dict(artifacts=fake_ranked.folder, quiet=True, batch_size=53, top_k=4, titles=True)
     local = score_file(ScoreConfig(input=inp, output=tmp_path / "local.parquet", **kw))
     ray = score_file_ray(inp, tmp_path / "ray.parquet", **kw)
     assert pq.read_table(tmp_path / "ray.parquet").equals(pq.read_table(tmp_path / "local.parquet"))
@@ -146,6 +146,7 @@ def test_catalog_with_exclude_via_cli_matches_local(
         {"user_id": rng.choice(fake.user_ids, 60), "movie_id": rng.choice(fake.movie_ids, 60)},
     )
     common = [users, "--all-movies", "--exclude", rated, "--top-k", "5", "--batch-size", "40"]
+    common += ["--titles"]
     warning = f"{users}: 1 unknown users ranked by fallback movie means"
     code, err = run_cli(common[0], tmp_path / "local.parquet", *common[1:])
     assert code == 0 and err.startswith(warning) and len(err.splitlines()) == 1
@@ -155,6 +156,7 @@ def test_catalog_with_exclude_via_cli_matches_local(
     assert code == 0 and err.startswith(warning) and len(err.splitlines()) == 1, err
     local, ray = (pq.read_table(tmp_path / f"{n}.parquet") for n in ("local", "ray"))
     assert ray.equals(local) and ray.num_rows == 5 * (fake.user_ids.size + 1)
+    assert ray.column_names[-2:] == ["cold_start", "title"]
     manifests = [
         json.loads((tmp_path / f"{n}.parquet.manifest.json").read_text()) for n in ("local", "ray")
     ]
@@ -176,6 +178,23 @@ def test_catalog_folder_output_and_unknown_error_policy(ray_local, fake, tmp_pat
     with pytest.raises(DataError, match=r"1 of 2 distinct users .*first: 77777.*row 1"):
         score_file_ray(bad, tmp_path / "none", **kw, on_unknown="error")
     assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize("output", ["top.parquet", "top.csv", "top"])
+def test_empty_users_give_the_local_empty_table(
+    ray_local, fake, tmp_path: Path, output: str
+) -> None:
+    users = write_table(tmp_path / "users.csv", {"user_id": pa.array([], pa.int64())})
+    kw = dict(artifacts=fake.folder, quiet=True, top_k=2, all_movies=True, titles=True)
+    from fake_model import read_table
+
+    local_out = tmp_path / ("local" + (output[3:] or ".parquet"))
+    score_catalog(ScoreConfig(input=users, output=local_out, **kw))
+    ray_manifest = score_file_ray(users, tmp_path / output, **kw)
+    ray_table = read_parts(tmp_path / output) if output == "top" else read_table(tmp_path / output)
+    local_table = read_table(local_out)
+    assert ray_table.num_rows == 0 and ray_table.schema.equals(local_table.schema)
+    assert ray_manifest["rows_written"] == 0
 
 
 def test_errors_found_by_workers_exit_2_with_one_line_and_leave_no_output(

@@ -186,7 +186,19 @@ def test_file_top_k_matches_brute_force_and_is_deterministic(
     pd.testing.assert_frame_equal(
         got[["user_id", "rank", "movie_id", "predicted_rating"]], want, check_dtype=False
     )
-    assert list(got.columns) == ["user_id", "rank", "movie_id", "predicted_rating", "cold_start"]
+    assert list(got.columns) == [
+        "user_id",
+        "rank",
+        "movie_id",
+        "predicted_rating",
+        "score",
+        "cold_start",
+    ]
+    # score is the rank score each row was ranked by
+    keys = zip(pairs["user_id"], pairs["movie_id"], strict=True)
+    score_of = dict(zip(keys, pred.rank_scores, strict=True))
+    want_score = [score_of[(u, m)] for u, m in zip(got.user_id, got.movie_id, strict=True)]
+    np.testing.assert_array_equal(got.score.to_numpy(), np.array(want_score, np.float32))
     unknown_users = set(pairs["user_id"]) - set(fake.user_ids)
     assert got.loc[got.user_id.isin(unknown_users), "cold_start"].all()
     # a known user's unknown movies come after the movies the model scored

@@ -1,0 +1,89 @@
+"""``NightlyConfig``: the one configuration of ``rec-nightly``, built by the CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from movierec.serve_batch._config import ENGINES, ScoreConfig, check_config
+from movierec.serve_batch.errors import UsageError
+from movierec.train.config import TrainConfig
+
+#: How to install the Ray engine (the same words as rec-score's).
+RAY_HINT = 'pip install "movierec[ray]"'
+DEFAULT_TOP_K = 20
+DEFAULT_KEEP = 7
+#: The gate's default tolerances: how much worse than the model in service a candidate
+#: may score on its holdout (test RMSE up, NDCG@10 down) and still be published.
+DEFAULT_MAX_RMSE_INCREASE = 0.01
+DEFAULT_MAX_NDCG_DROP = 0.01
+
+
+@dataclass(frozen=True)
+class NightlyConfig:
+    """One nightly run: the data, the home folder it publishes into, and each stage's say.
+
+    ``train`` is ``rec-train``'s configuration (its ``artifacts`` folder is chosen by the
+    run); ``users`` None means every user in the data.
+    """
+
+    data: Path
+    home: Path
+    train: TrainConfig = field(default_factory=TrainConfig)
+    users: Path | None = None
+    top_k: int = DEFAULT_TOP_K
+    titles: bool = False
+    keep: int = DEFAULT_KEEP
+    max_rmse_increase: float = DEFAULT_MAX_RMSE_INCREASE
+    max_ndcg_drop: float = DEFAULT_MAX_NDCG_DROP
+    refit: bool = True
+    force: bool = False
+    engine: str = "local"
+    ray_address: str | None = None
+    workers: int | None = None
+    threads_per_worker: int = 1
+    quiet: bool = False
+
+    def check(self) -> None:
+        """Refuse settings that cannot work, naming the option and the value received."""
+        if self.top_k < 1:
+            raise UsageError(f"--top-k must be at least 1, got {self.top_k}")
+        if self.keep < 1:
+            raise UsageError(f"--keep must be at least 1 (the version in service), got {self.keep}")
+        for name in ("max_rmse_increase", "max_ndcg_drop"):
+            value = getattr(self, name)
+            if not value >= 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be 0 or more, got {value!r}")
+        if self.engine not in ENGINES:
+            raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        # the scoring stage's checks, now rather than after training
+        check_config(
+            ScoreConfig(
+                input=self.users or Path("users.parquet"),
+                output=Path("recommendations.parquet"),
+                all_movies=True,
+                top_k=self.top_k,
+                engine=self.engine,
+                ray_address=self.ray_address,
+                workers=self.workers,
+                threads_per_worker=self.threads_per_worker,
+            )
+        )
+        if self.engine == "ray" and importlib.util.find_spec("ray") is None:
+            raise UsageError(f"--engine ray needs Ray: {RAY_HINT}")
+        self.train.check()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready copy for the run report."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if isinstance(value, TrainConfig):
+                value = value.to_dict()
+                value.pop("artifacts")  # each run trains in its own scratch folder
+            elif isinstance(value, Path):
+                value = str(value)
+            out[name] = value
+        return out

@@ -1,0 +1,344 @@
+"""``run_nightly``: the nightly job as one safe run over the three stages' library functions.
+
+1. lock ``DIR/.lock`` (another run holding it: ``LockHeld``, nothing done);
+2. train and evaluate exactly as ``rec-train`` (:func:`run_training`);
+3. refit on every rating (:func:`refit_on_all_ratings`) unless ``refit=False``;
+4. export into ``DIR/models/VERSION/`` with the parity proof (:func:`run_export`);
+5. gate against the model in service (``GateRefused``: kept as ``rejected-VERSION``);
+6. score the catalog top-k, excluding every rating in the data (:func:`score_catalog`);
+7. publish by switching the ``current`` and ``latest.parquet`` links, then prune;
+8. report into ``DIR/runs/VERSION.json``, whatever the outcome.
+
+Until step 7 nothing a reader uses is touched, so a failed, interrupted or killed run
+leaves ``current`` and ``latest.parquet`` exactly as they were.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from movierec.nightly._gate import GateDecision, decide, holdout, read_service_metrics
+from movierec.nightly._home import Home, signals_held
+from movierec.nightly._lock import hold_lock
+from movierec.nightly._stages import StageLog, process_peak_rss_mib
+from movierec.nightly.config import NightlyConfig
+from movierec.serve_batch import ScoreConfig, contract, score_catalog
+from movierec.serve_batch.atomic import atomic_path
+from movierec.serve_batch.errors import ArtifactError, GateRefused, Interrupted
+
+log = logging.getLogger(__name__)
+
+#: Report format of ``DIR/runs/VERSION.json`` (bumped on incompatible changes).
+REPORT_FORMAT = 1
+
+
+@dataclass
+class NightlyResult:
+    """What a published run did: its version, report (as written) and summary line."""
+
+    version: str
+    report: dict[str, Any]
+    report_path: Path
+    summary: str
+
+
+def run_nightly(config: NightlyConfig) -> NightlyResult:
+    """Run the nightly job of ``config`` (see the module docstring); return its result.
+
+    Raises ``LockHeld`` (another run is going), ``GateRefused`` (the candidate is worse
+    than the model in service), ``Interrupted`` (SIGINT/SIGTERM; its ``untouched`` says
+    what was left as it was) and the stages' own errors. Every run that took the lock
+    writes its report, also when it fails.
+    """
+    config.check()
+    home = Home(config.home)
+    home.create()
+    started = datetime.now(UTC)
+    with hold_lock(home.lock, started.isoformat(timespec="seconds")) as lock:
+        version = home.new_version(started)
+        lock.record(version=version)
+        return _Run(config, home, version, started).execute()
+
+
+class _Run:
+    """One run: the steps in order, and the report they fill in."""
+
+    def __init__(self, config: NightlyConfig, home: Home, version: str, started: datetime):
+        self.config, self.home, self.version = config, home, version
+        self.t0 = time.perf_counter()
+        self.stages = StageLog()
+        self.published = False
+        self.previous = (home.in_service(), home.latest_table())
+        self.report: dict[str, Any] = {
+            "format": REPORT_FORMAT,
+            "version": version,
+            "status": "running",
+            "started_at": started.isoformat(timespec="seconds"),
+            "home": str(home.root),
+            "config": config.to_dict(),
+            "in_service_before": {"model": self.previous[0], "recommendations": self.previous[1]},
+        }
+
+    def execute(self) -> NightlyResult:
+        home, version = self.home, self.version
+        log.info("rec-nightly %s: home %s", version, home.root)
+        swept = home.sweep_leftovers(running=version)
+        if swept:
+            self.report["swept_leftovers"] = swept
+        work = home.work_dir(version)
+        work.mkdir(parents=True)
+        status = "failed"
+        try:
+            evaluated, final, export_from = self.train(work)
+            self.export(export_from, work)
+            decision = self.gate(final.metrics)
+            rows = self.score(work, evaluated.checkpoint.split)
+            self.publish()
+            status = "published"
+            summary = self.summary(decision, rows)
+            self.report["summary"] = summary
+        except GateRefused:
+            status = "refused"
+            raise
+        except (Interrupted, KeyboardInterrupt) as exc:
+            status = "interrupted"
+            signum = exc.signum if isinstance(exc, Interrupted) else int(signal.SIGINT)
+            self.report["signal"] = signal.Signals(signum).name
+            raise Interrupted(signum, self.untouched()) from None
+        except BaseException as exc:
+            self.report["error"] = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            with signals_held():  # the cleanup and the report are seconds, and must finish
+                if status in ("failed", "interrupted") and not self.published:
+                    home.discard_candidate(version)
+                shutil.rmtree(work, ignore_errors=True)
+                self.finish_report(status)
+        return NightlyResult(version, self.report, home.report(version), summary)
+
+    # --- steps ------------------------------------------------------------------------
+    def train(self, work: Path):
+        from movierec.train.checkpoint import save_checkpoint
+        from movierec.train.pipeline import run_training, write_json
+        from movierec.train.refit import refit_on_all_ratings
+
+        cfg = self.config
+        train_cfg = cfg.train.with_(data=cfg.data, artifacts=work / "evaluation", quiet=cfg.quiet)
+        with self.stages.stage("train"):
+            evaluated = run_training(train_cfg)
+        ckpt = evaluated.checkpoint
+        self.report["data"] = {
+            "path": str(cfg.data),
+            "layout": ckpt.data_layout,
+            "fingerprint": ckpt.data_fingerprint,
+            "ratings": sum(len(p) for p in (ckpt.split.train, ckpt.split.val, ckpt.split.test)),
+            "users": ckpt.split.vocab.n_users,
+            "movies": ckpt.split.vocab.n_movies,
+        }
+        if not cfg.refit:
+            self.stages.skip("refit", "--no-refit: the evaluated model is published")
+            return evaluated, ckpt, evaluated.artifacts
+        with self.stages.stage("refit"):
+            refit = refit_on_all_ratings(train_cfg, ckpt)
+            folder = work / "refit"
+            folder.mkdir()
+            save_checkpoint(folder / contract.CHECKPOINT_FILE, refit.checkpoint)
+            write_json(folder / contract.METRICS_FILE, refit.metrics)
+        return evaluated, refit.checkpoint, folder
+
+    def export(self, export_from: Path, work: Path) -> None:
+        from movierec.export.config import ExportConfig
+        from movierec.export.pipeline import run_export
+
+        staging = self.home.staging_dir(self.version)
+        with self.stages.stage("export"):
+            run_export(ExportConfig(artifacts=export_from, output=staging, quiet=self.config.quiet))
+            shutil.copy2(export_from / contract.METRICS_FILE, staging / contract.METRICS_FILE)
+            curves = work / "evaluation" / contract.CURVES_FILE
+            if curves.exists():
+                shutil.copy2(curves, staging / contract.CURVES_FILE)
+
+    def gate(self, metrics: dict[str, Any]) -> GateDecision:
+        cfg, home, version = self.config, self.home, self.version
+        candidate = holdout(metrics)
+        service_version = self.previous[0]
+        service = None
+        with self.stages.stage("gate"):
+            if service_version is not None:
+                try:
+                    service = holdout(read_service_metrics(home.model_dir(service_version)))
+                    service["version"] = service_version
+                except ArtifactError:
+                    if not cfg.force:
+                        raise
+            decision = decide(
+                candidate,
+                service,
+                max_rmse_increase=cfg.max_rmse_increase,
+                max_ndcg_drop=cfg.max_ndcg_drop,
+                force=cfg.force,
+            )
+            if cfg.force and service_version is not None and service is None:
+                decision.decision = "forced"
+                decision.reason = (
+                    "--force published it without comparing (service metrics unreadable)"
+                )
+            self.report["metrics"] = {"candidate": candidate, "service": service}
+            self.report["gate"] = {
+                **decision.to_dict(),
+                "max_rmse_increase": cfg.max_rmse_increase,
+                "max_ndcg_drop": cfg.max_ndcg_drop,
+            }
+            staging = home.staging_dir(version)
+            if not decision.publish:
+                rejected = home.rejected_dir(version)
+                os.rename(staging, rejected)
+                self.report["model"] = {"version": version, "path": str(rejected)}
+                raise GateRefused(
+                    f"{version} refused by the quality gate: {decision.reason}; nothing was "
+                    f"published (still in service: {service_version}), the candidate is kept "
+                    f"in {rejected}"
+                )
+            os.rename(staging, home.model_dir(version))
+            self.report["model"] = {"version": version, "path": str(home.model_dir(version))}
+        log.info("gate: %s (%s)", decision.decision, decision.reason)
+        return decision
+
+    def score(self, work: Path, split) -> dict[str, Any]:
+        cfg, home, version = self.config, self.home, self.version
+        with self.stages.stage("score"):
+            users = cfg.users or write_ids(
+                work / "users.parquet", {contract.USER_COL: split.vocab.user_ids}
+            )
+            rated = write_all_ratings(work / "rated.parquet", split)
+            score_config = ScoreConfig(
+                input=users,
+                output=home.table(version),
+                artifacts=home.model_dir(version),
+                all_movies=True,
+                exclude=rated,
+                top_k=cfg.top_k,
+                titles=cfg.titles,
+                quiet=cfg.quiet,
+                engine=cfg.engine,
+                ray_address=cfg.ray_address,
+                workers=cfg.workers,
+                threads_per_worker=cfg.threads_per_worker,
+            )
+            if cfg.engine == "ray":
+                from movierec.serve_batch._ray import score_with_ray  # optional extra
+
+                manifest = score_with_ray(score_config)
+            else:
+                manifest = score_catalog(score_config)
+        rows = {
+            "path": str(home.table(version)),
+            "rows": manifest["rows_written"],
+            "users": manifest["users"]["scored"],
+            "top_k": cfg.top_k,
+            "users_file": str(cfg.users) if cfg.users else "every user in the data",
+            "excluded_pairs": (manifest.get("exclude") or {}).get("pairs_excluded"),
+            "titles": cfg.titles,
+            "engine": cfg.engine,
+        }
+        self.report["recommendations"] = rows
+        return rows
+
+    def publish(self) -> None:
+        home, version = self.home, self.version
+        with self.stages.stage("publish"):
+            home.publish(version)
+            self.published = True
+            self.report["pruned"] = home.prune(self.config.keep)
+        log.info("published %s: %s -> %s", version, home.current, version)
+
+    # --- the report -------------------------------------------------------------------
+    def untouched(self) -> str:
+        home = self.home
+        if self.published:
+            return (
+                f"{self.version} was already published ({home.current} and {home.latest} "
+                "point to it); only pruning was cut short"
+            )
+        model, table = self.previous
+        was = f" (still {model} and {table}.parquet)" if model else " (nothing published yet)"
+        return f"{home.current} and {home.latest} were left as they were{was}"
+
+    def finish_report(self, status: str) -> None:
+        self.report["status"] = status
+        self.report["published"] = self.published
+        self.report["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        self.report["wall_seconds"] = round(time.perf_counter() - self.t0, 3)
+        self.stages.close()
+        self.report["stages"] = self.stages.stages
+        self.report["peak_rss_scope"] = self.stages.rss_scope
+        self.report["process_peak_rss_mib"] = process_peak_rss_mib()
+        if status == "interrupted":
+            self.report["untouched"] = self.untouched()
+        write_report(self.home.report(self.version), self.report)
+
+    def summary(self, decision: GateDecision, rows: dict[str, Any]) -> str:
+        m = self.report["metrics"]
+        cand, serv = m["candidate"], m["service"]
+        quality = f"test RMSE {cand['test_rmse']:.4f}, NDCG@10 {cand['test_ndcg@10']:.4f}"
+        if serv is not None:
+            quality += f" (in service: {serv['test_rmse']:.4f}, {serv['test_ndcg@10']:.4f})"
+        wall = time.perf_counter() - self.t0
+        return (
+            f"rec-nightly {self.version}: published in {wall:.1f} s ({self.stages.walls()}); "
+            f"gate {decision.decision}: {quality}; {rows['rows']} rows for {rows['users']} "
+            f"users -> {self.home.latest}"
+        )
+
+
+def write_ids(path: Path, columns: dict[str, np.ndarray]) -> Path:
+    """A Parquet file of int64 columns (scratch input of the scoring stage)."""
+    table = pa.table({k: pa.array(np.asarray(v), pa.int64()) for k, v in columns.items()})
+    pq.write_table(table, path)
+    return path
+
+
+#: Rows per chunk of the rated-pairs file (bounded memory at tens of millions of ratings).
+RATED_CHUNK_ROWS = 1 << 20
+
+
+def write_all_ratings(path: Path, split) -> Path:
+    """Every rated (user, movie) pair of the data, as raw IDs: what is never recommended.
+    Written a chunk at a time, so memory does not grow with the ratings."""
+    vocab = split.vocab
+    schema = pa.schema([(contract.USER_COL, pa.int64()), (contract.MOVIE_COL, pa.int64())])
+    with pq.ParquetWriter(path, schema) as writer:
+        for part in (split.train, split.val, split.test):
+            for a in range(0, len(part), RATED_CHUNK_ROWS):
+                b = a + RATED_CHUNK_ROWS
+                users = vocab.user_ids[part.user_idx[a:b]]
+                movies = vocab.movie_ids[part.movie_idx[a:b]]
+                writer.write_table(pa.table([users, movies], schema=schema))
+    return path
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    import json
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(report, indent=2, default=_jsonable) + "\n")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,71 @@
+"""Refit: the evaluated configuration trained again on every rating."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from movierec.serve_batch.errors import DataError
+from movierec.train.checkpoint import load_checkpoint
+from movierec.train.config import TrainConfig
+from movierec.train.loop import predict_part
+from movierec.train.metrics import rating_errors
+from movierec.train.refit import REFIT_KEY, refit_on_all_ratings
+from tests.conftest import TINY
+
+#: One torch thread: on a busy 2-core machine the default took 10x longer (13-29 s).
+CONFIG = dict(quiet=True, threads=1, **TINY)
+
+
+@pytest.fixture(scope="module")
+def refit(tmp_path_factory, synthetic_ml100k):
+    from movierec.train.pipeline import run_training
+
+    config = TrainConfig.for_arch(
+        "hybrid", data=synthetic_ml100k, artifacts=tmp_path_factory.mktemp("eval"), **CONFIG
+    )
+    evaluated = load_checkpoint(run_training(config).artifacts / "checkpoint.pt")
+    return evaluated, refit_on_all_ratings(config, evaluated)
+
+
+def test_refit_learns_every_rating_for_the_best_epoch_count(refit) -> None:
+    evaluated, result = refit
+    split = evaluated.split
+    n_all = len(split.train) + len(split.val) + len(split.test)
+    ckpt = result.checkpoint
+    assert len(ckpt.split.train) == n_all
+    assert result.history.epochs_run == evaluated.metrics["best_epoch"]
+    assert ckpt.train_config["epochs"] == evaluated.metrics["best_epoch"]
+    # the held-out ratings are now learned: the refit model fits them better
+    before = rating_errors(predict_part(evaluated.model, split.test), split.test.rating)["rmse"]
+    after = rating_errors(predict_part(ckpt.model, split.test), split.test.rating)["rmse"]
+    assert after < before
+
+
+def test_refit_keeps_the_holdout_metrics_and_the_rank_mix(refit) -> None:
+    evaluated, result = refit
+    m = result.metrics
+    for key in ("val", "test", "baselines", "best_epoch", "rank_mix"):
+        assert m[key] == evaluated.metrics[key], key
+    info = m[REFIT_KEY]
+    assert info["refit"] is True
+    assert info["ratings"] == len(result.checkpoint.split.train)
+    assert info["epochs"] == evaluated.metrics["best_epoch"]
+    chosen = evaluated.metrics["rank_mix"]["chosen"]
+    assert info["rank_mix"] == chosen
+    assert float(result.checkpoint.model.rank_mix) == pytest.approx(chosen)
+    assert result.checkpoint.metrics is m
+
+
+def test_refit_refuses_data_that_changed(refit, synthetic_ml100k) -> None:
+    from movierec.train.data import load_movielens
+
+    evaluated, _ = refit
+    data = load_movielens(synthetic_ml100k)
+    changed = dataclasses.replace(data, fingerprint=data.fingerprint + "x")
+    config = TrainConfig.for_arch("hybrid", data=synthetic_ml100k, **CONFIG)
+    with pytest.raises(DataError, match="ratings changed between the evaluation run and the"):
+        refit_on_all_ratings(config, evaluated, changed)
+    assert np.isfinite(float(evaluated.model.rank_mix))

@@ -1,0 +1,165 @@
+"""The training options of ``rec-train``, defined once and shared with ``rec-nightly``.
+
+Click only (no torch), so ``--help`` stays fast. Every option defaults to None: a value
+left unset takes the preset of ``--arch`` (``TrainConfig.for_arch``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from movierec.train.config import PRESETS
+
+#: The part of ``--help`` that explains the split and the presets.
+TRAINING_HELP = """\b
+Split: IDs are mapped to consecutive indices, then train_test_split(test_size,
+random_state=SEED) and the rest halved into validation and test (70/15/15).
+\b
+Options left unset take the preset of --arch:
+  hybrid: epochs 40, batch 2048, lr 4e-3, embedding 32, hidden 64, factors 64,
+          reg 0.05, weight decay 1e-3, patience 2, rank factors 32, rank weight 1,
+          implicit on, side features off, ema 0
+  seed:   epochs 6, batch 64, lr 5e-4, embedding 100, hidden 128,64, no factors,
+          biases, ranking head or implicit terms (the notebook's network)
+"""
+
+
+def _parse_hidden(ctx: click.Context, param: click.Parameter, value: str | None):
+    if value is None:
+        return None
+    if value.strip() in ("", "none"):
+        return ()
+    try:
+        widths = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(
+            f"expected comma-separated integers like 128,64, got {value!r}"
+        ) from None
+    if any(w < 1 for w in widths):
+        raise click.BadParameter(f"layer widths must be positive, got {value!r}")
+    return widths
+
+
+_OPTIONS = [
+    click.option(
+        "--arch",
+        type=click.Choice(sorted(PRESETS)),
+        default="hybrid",
+        show_default=True,
+        help="Network: 'hybrid' (MLP + matrix factorisation + biases, bounded output) "
+        "or 'seed' (the notebook's exact MLP).",
+    ),
+    click.option(
+        "--seed",
+        type=int,
+        default=42,
+        show_default=True,
+        help="Seeds the split and the model's initialisation and shuffling.",
+    ),
+    click.option(
+        "--epochs",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Maximum epochs. [default: per --arch]",
+    ),
+    click.option(
+        "--batch-size",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Ratings per optimiser step. [default: per --arch]",
+    ),
+    click.option(
+        "--lr",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        help="Adam learning rate. [default: per --arch]",
+    ),
+    click.option(
+        "--embedding-dim",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Width of each side's embedding fed to the MLP. [default: per --arch]",
+    ),
+    click.option(
+        "--hidden",
+        callback=_parse_hidden,
+        default=None,
+        metavar="W1,W2,...",
+        help="Hidden layer widths of the MLP, e.g. 128,64. [default: per --arch]",
+    ),
+    click.option(
+        "--factors",
+        type=click.IntRange(min=0),
+        default=None,
+        help="Width of the dot-product (matrix factorisation) branch; 0 disables it. "
+        "[default: per --arch]",
+    ),
+    click.option(
+        "--reg",
+        type=click.FloatRange(min=0),
+        default=None,
+        help="L2 on the embedding rows each batch uses (per occurrence). [default: per --arch]",
+    ),
+    click.option(
+        "--weight-decay",
+        type=click.FloatRange(min=0),
+        default=None,
+        help="L2 weight decay on the MLP weights. [default: per --arch]",
+    ),
+    click.option(
+        "--patience",
+        type=click.IntRange(min=0),
+        default=None,
+        help="Stop after this many epochs without a better validation RMSE; 0 never "
+        "stops early. The best-validation checkpoint is kept either way. "
+        "[default: per --arch]",
+    ),
+    click.option(
+        "--rank-factors",
+        type=click.IntRange(min=0),
+        default=None,
+        help="Width of the ranking head (trained on which movies users chose to rate, mixed "
+        "with the rating into rank_score for top-k lists); 0 ranks by the rating alone. "
+        "[default: per --arch]",
+    ),
+    click.option(
+        "--rank-weight",
+        type=click.FloatRange(min=0),
+        default=None,
+        help="Weight of the ranking head's BPR loss beside the rating MSE. [default: per --arch]",
+    ),
+    click.option(
+        "--side-features/--no-side-features",
+        default=None,
+        help="Use user age, gender, occupation and movie genres and year where the data has "
+        "them. [default: per --arch]",
+    ),
+    click.option(
+        "--implicit/--no-implicit",
+        default=None,
+        help="SVD++-style implicit terms: each user's row gains the movies they rated in "
+        "training, each movie's row its raters. [default: per --arch]",
+    ),
+    click.option(
+        "--ema",
+        type=click.FloatRange(min=0, max=1, max_open=True),
+        default=None,
+        help="Decay of the moving average of the weights that is evaluated and kept; 0 keeps "
+        "the raw weights. [default: per --arch]",
+    ),
+    click.option(
+        "--threads",
+        type=click.IntRange(min=1),
+        default=None,
+        help="PyTorch CPU threads. [default: PyTorch's choice]",
+    ),
+]
+
+
+def training_options(func: Callable) -> Callable:
+    """Add ``--arch``, ``--seed`` and every model and optimiser option to a command."""
+    for option in reversed(_OPTIONS):
+        func = option(func)
+    return func
