@@ -49,9 +49,11 @@ class LockInfo:
 
     def record(self, **more: str) -> None:
         self.fields.update(more)
-        text = "\n".join(f"{k} {v}" for k, v in self.fields.items()) + "\n"
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, text.encode(), 0)
+        data = ("\n".join(f"{k} {v}" for k, v in self.fields.items()) + "\n").encode()
+        # write first, then cut what is left of a longer record: a run reading the file
+        # meanwhile never finds it empty (truncating first left a window where it did)
+        os.pwrite(self._fd, data, 0)
+        os.ftruncate(self._fd, len(data))
 
 
 def _read(fd: int) -> str:
