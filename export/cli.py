@@ -32,12 +32,14 @@ _EPILOG = (
 Writes {contract.MODEL_FILE} (inputs {contract.INPUT_USER} and {contract.INPUT_MOVIE}: int64
 [batch]; outputs {contract.OUTPUT_RATING} and {contract.OUTPUT_RANK}: float32 [batch])
 and {contract.MAPPING_FILE} (raw IDs -> embedding rows, rating scale, fallback means, titles),
-{contract.CATALOG_FILE} (catalog mode: the top K movies of a block of users, an exclusion
-mask and K in, TopK inside), plus export_report.json with the parity figures.
+{contract.CATALOG_FILE} (catalog mode: each user's K movies with the highest upper bounds
+of the rank score; users, excluded pairs as sorted keys and K in, TopK inside), plus
+export_report.json with the parity figures.
 \b
 Parity: the whole test split and {PARITY_RANDOM_PAIRS:,} random known pairs are scored by
-PyTorch and by rec-score's own code, and the catalog graph's top-k of a sample of users
-must equal the pairs graph's; above --atol the export fails and publishes nothing.
+PyTorch and by rec-score's own code; the catalog graph's bounds must hold for a sample of
+users and its top-k tables equal the pairs graph's; above --atol the export fails and
+publishes nothing.
 \b
 Bad input (exit 2): a missing or incompatible checkpoint, an unwritable output,
 an unsupported opset, or failed parity.

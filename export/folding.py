@@ -17,9 +17,9 @@ on ``concat(p, q)``, so ``W [p; q] + b = (W_u p) + (W_m q + b)`` and each pair c
 instead of a ``2d x h1`` matrix product. A model without hidden layers folds completely
 (its single Linear becomes one more pair of dot columns).
 
-:class:`CatalogNet` is the folded graph turned around for catalog mode: a block of users
-against every movie, the dot products as one ``[B, f] x [f, N]`` MatMul, the folded first
-layer as a broadcast add ``[B, 1, h1] + [1, N, h1]``, then an exclusion mask and ``TopK``.
+:class:`CatalogNet` turns the folded graph around for catalog mode: a block of users against
+every movie, the dot products as ``[B, f] x [f, N]`` MatMuls and the MLP bounded once per
+user, giving an upper bound of every pair's rank score, then the exclusions and ``TopK``.
 """
 
 from __future__ import annotations
@@ -174,59 +174,135 @@ class FoldedNet(_PairsGraph):
         return self.rest(user_part + F.embedding(movie_idx, self.movie_mlp)).squeeze(-1)
 
 
-class CatalogNet(nn.Module):
-    """Catalog mode in one graph: ``(user_idx [B], exclude [B, N], k) -> top k per user``.
+#: Users x movies per call of a catalog graph: a bound graph's intermediate arrays hold
+#: a few floats per pair; an exact one (the broadcast MLP) holds ``h1`` floats per pair.
+BOUND_CALL_PAIRS = 1 << 20
+EXACT_CALL_PAIRS = 1 << 13
 
-    Returns ``(top_movie_idx, top_rating, top_rank_score)``, each ``[B, k]``: the movie rows
-    with the highest rank scores (excluded pairs score ``-inf``), best first, with their
-    ratings and rank scores. ``TopK`` breaks ties by the lower movie row (ONNX's rule).
+
+class CatalogNet(nn.Module):
+    """Catalog mode's candidate search: ``(user_idx [B], excluded [E], k)`` ->
+    ``(top_movie_idx [B, k], top_rank_bound [B, k])``.
+
+    For a block of users against every movie it computes an upper bound of each pair's
+    rank score that costs matrix products instead of the network:
+
+    * the dot-product columns and the ranking head exactly (one MatMul each);
+    * the MLP by its largest value over a box holding every movie's folded first layer
+      (the movie table's per-column min and max): interval bounds through the remaining
+      layers, once per user, not per pair;
+    * the rating, monotone in the logit, squashed and clipped from that bound, and
+      mixed into the rank score (by its lowest value when the mix is negative).
+
+    ``excluded`` (flat positions ``user * n_movies + movie_row``, ``user`` indexing
+    ``user_idx``) get ``-inf``; ``TopK`` keeps the ``k`` highest bounds. The scorer scores
+    candidates through the pairs graph until no other movie can reach the K-th best.
+
+    A model whose only movie-dependent term is the MLP (the seed network) would get the
+    same bound for every movie, so its graph computes the exact rank score instead.
     """
 
     def __init__(self, model: RecommenderNet) -> None:
         super().__init__()
         pairs = FoldedNet(model)
-        self.config = pairs.config
-        self.n_movies = model.config.n_movies
+        self.config = c = pairs.config
+        self.n_movies = c.n_movies
         self.has_mlp, self.has_dot, self.has_rank = pairs.has_mlp, pairs.has_dot, pairs.has_rank
+        self.exact = self.has_mlp and not (self.has_dot or self.has_rank)
+        self.bound = "exact" if self.exact else "interval"
+        self.call_pairs = EXACT_CALL_PAIRS if self.exact else BOUND_CALL_PAIRS
+        mix = float(pairs.rank_mix) if self.has_rank else 1.0
+        #: a negative mix needs the rating's lowest value for the rank score's highest
+        self.rating_side = "low" if mix < 0 else "high"
         if self.has_mlp:
             self.user_mlp = pairs.user_mlp
+            self.rest = pairs.rest
+        if self.exact:
             self.movie_mlp = pairs.movie_mlp
-        self.rest = pairs.rest
+            return
+        if self.has_mlp:
+            for module in self.rest:
+                if not isinstance(module, (nn.ReLU, nn.Linear)):
+                    raise TypeError(f"no interval bound for {type(module).__name__}")
+            with torch.no_grad():
+                self.register_buffer("movie_mlp_low", pairs.movie_mlp.min(0).values.clone())
+                self.register_buffer("movie_mlp_high", pairs.movie_mlp.max(0).values.clone())
+        lo, hi = c.rating_min, c.rating_max
+        # bounded: rank_score <= rank head + mix * lo + mix * (hi - lo) * sigmoid(z), the
+        # first two terms one MatMul (mix * lo joins the movie's rank bias column); the
+        # clip of the rating is moot (the sigmoid's range lies within the scale)
+        self.register_buffer("rating_scale", torch.tensor(mix * (hi - lo)))
+        self.register_buffer("rating_offset", torch.tensor(mix * lo))
+        self.rating_beta = mix * (hi - lo) if c.bounded else mix
         if self.has_dot:
             self.user_dot = pairs.user_dot
-            self.movie_dot_t = _frozen(pairs.movie_dot.T)
+            movie_dot_t = pairs.movie_dot.T
+            if self.has_mlp:  # the MLP's bound rides in one more column: no Add after it
+                movie_dot_t = torch.cat([movie_dot_t, torch.ones(1, c.n_movies)])
+            self.movie_dot_t = _frozen(movie_dot_t)
         if self.has_rank:
             self.user_rank = pairs.user_rank
-            self.movie_rank_t = _frozen(pairs.movie_rank.T)
-        self.register_buffer("rank_mix", pairs.rank_mix.clone())
+            movie_rank_t = pairs.movie_rank.T.clone()
+            if c.bounded:
+                movie_rank_t[-1] += mix * lo  # [R_u | 1] . [S_i | c_i + mix * lo]
+            self.movie_rank_t = _frozen(movie_rank_t)
 
-    def scores(self, user_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(rating, rank_score)`` of every user in ``user_idx`` x every movie: ``[B, N]``."""
+    def _rating(self, z: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        if c.bounded:
+            z = c.rating_min + (c.rating_max - c.rating_min) * torch.sigmoid(z)
+        return z.clamp(c.rating_min, c.rating_max)
+
+    def exact_scores(self, user_idx: torch.Tensor) -> torch.Tensor:
+        """The exact rank score of every user in ``user_idx`` x every movie, ``[B, N]``:
+        the broadcast MLP (the bound of a graph with ``exact`` set)."""
+        first = F.embedding(user_idx, self.user_mlp).unsqueeze(1) + self.movie_mlp.unsqueeze(0)
+        return self._rating(self.rest(first).squeeze(-1))
+
+    def mlp_bounds(self, user_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(low, high)`` ``[B, 1]``: the MLP's range for each user over the box of every
+        movie (interval arithmetic: a Linear maps centre and radius, ReLU both ends)."""
+        first = F.embedding(user_idx, self.user_mlp)
+        low, high = first + self.movie_mlp_low, first + self.movie_mlp_high
+        for module in self.rest:
+            if isinstance(module, nn.ReLU):
+                low, high = torch.relu(low), torch.relu(high)
+                continue
+            centre = F.linear((low + high) / 2, module.weight, module.bias)
+            radius = F.linear((high - low) / 2, module.weight.abs())
+            low, high = centre - radius, centre + radius
+        return low, high
+
+    def upper_bounds(self, user_idx: torch.Tensor) -> torch.Tensor:
+        """An upper bound of the rank score of every user x every movie, ``[B, N]``."""
+        if self.exact:
+            return self.exact_scores(user_idx)
         c = self.config
         z = None
         if self.has_mlp:
-            first = F.embedding(user_idx, self.user_mlp).unsqueeze(1) + self.movie_mlp.unsqueeze(0)
-            z = self.rest(first).squeeze(-1)
+            low, high = self.mlp_bounds(user_idx)
+            z = high if self.rating_side == "high" else low
         if self.has_dot:
-            dot = F.embedding(user_idx, self.user_dot) @ self.movie_dot_t
-            z = dot if z is None else z + dot
-        if c.bounded:
-            z = c.rating_min + (c.rating_max - c.rating_min) * torch.sigmoid(z)
-        rating = z.clamp(c.rating_min, c.rating_max)
+            user = F.embedding(user_idx, self.user_dot)
+            if z is not None:
+                user = torch.cat([user, z], 1)
+            z = user @ self.movie_dot_t
+        # the rating's part: (mix * (hi - lo)) x sigmoid, or mix x the clipped logit
+        rating = torch.sigmoid(z) if c.bounded else z.clamp(c.rating_min, c.rating_max)
         if not self.has_rank:
-            return rating, rating
-        return rating, F.embedding(user_idx, self.user_rank) @ self.movie_rank_t + (
-            self.rank_mix * rating
-        )
+            return self.rating_scale * rating + self.rating_offset if c.bounded else rating
+        user = F.embedding(user_idx, self.user_rank)
+        # one Gemm: beta x rating + [R_u | 1] . [S_i | c_i (+ mix * lo)]
+        return torch.addmm(rating, user, self.movie_rank_t, beta=self.rating_beta)
 
-    def forward(self, user_idx: torch.Tensor, exclude: torch.Tensor, k: torch.Tensor):
-        rating, rank = self.scores(user_idx)
-        rank = rank.masked_fill(exclude, float("-inf"))
+    def forward(self, user_idx: torch.Tensor, excluded: torch.Tensor, k: torch.Tensor):
+        bounds = self.upper_bounds(user_idx)
+        flat = bounds.reshape(-1).index_put((excluded,), torch.tensor(float("-inf")))
         kk = k.item()
         torch._check(kk >= 1)
         torch._check(kk <= self.n_movies)
-        top_scores, top_rows = torch.topk(rank, kk, dim=1, largest=True, sorted=True)
-        return top_rows, torch.gather(rating, 1, top_rows), top_scores
+        top, rows = torch.topk(flat.reshape(bounds.shape), kk, dim=1, largest=True, sorted=True)
+        return rows, top
 
 
 def count_flops_per_pair(model: RecommenderNet, folded: bool) -> int:

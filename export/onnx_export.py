@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -60,28 +61,32 @@ def export_onnx(module: nn.Module, path: Path, opset: int, metadata: dict[str, s
 def export_catalog_onnx(
     module: nn.Module, path: Path, n_movies: int, opset: int, metadata: dict[str, str]
 ) -> None:
-    """Write the catalog graph (``movierec.export.folding.CatalogNet``) to ``path``: a dynamic user
-    axis, the exclusion mask and K as inputs, TopK inside."""
+    """Write the catalog graph (``movierec.export.folding.CatalogNet``) to ``path``: dynamic
+    user and exclusion axes, K as an input, TopK inside; its ``META_CATALOG`` metadata
+    tells the scorer the layout, the movie count, the kind of bound and the call size."""
     users = torch.export.Dim(contract.USERS_AXIS, min=1)
+    pairs = torch.export.Dim(contract.EXCLUDED_AXIS, min=0)
     example = (
         torch.arange(EXAMPLE_BATCH, dtype=torch.int64),
-        torch.zeros(EXAMPLE_BATCH, n_movies, dtype=torch.bool),
+        torch.tensor([0, EXAMPLE_BATCH * n_movies - 1], dtype=torch.int64),
         torch.tensor(min(3, n_movies), dtype=torch.int64),
     )
     model = _export(
         module,
         example,
         opset,
-        input_names=[contract.INPUT_USER, contract.INPUT_EXCLUDE, contract.INPUT_K],
-        output_names=[
-            contract.OUTPUT_TOP_MOVIE,
-            contract.OUTPUT_TOP_RATING,
-            contract.OUTPUT_TOP_RANK,
-        ],
-        dynamic_shapes=({0: users}, {0: users}, None),
+        input_names=[contract.INPUT_USER, contract.INPUT_EXCLUDED, contract.INPUT_K],
+        output_names=[contract.OUTPUT_TOP_MOVIE, contract.OUTPUT_TOP_BOUND],
+        dynamic_shapes=({0: users}, {0: pairs}, None),
     )
-    check_catalog_io(model, n_movies)
-    _save(model, path, metadata)
+    check_catalog_io(model)
+    catalog = {
+        "format": contract.CATALOG_FORMAT,
+        "movies": n_movies,
+        "bound": module.bound,
+        "call_pairs": module.call_pairs,
+    }
+    _save(model, path, {**metadata, contract.META_CATALOG: json.dumps(catalog, sort_keys=True)})
 
 
 def _export(
@@ -166,16 +171,15 @@ def check_io(model: onnx.ModelProto) -> None:
         )
 
 
-def check_catalog_io(model: onnx.ModelProto, n_movies: int) -> None:
+def check_catalog_io(model: onnx.ModelProto) -> None:
     """The catalog graph's inputs and outputs: names, types and shapes of the contract."""
     T = onnx.TensorProto
     expected = {
         contract.INPUT_USER: (T.INT64, 1),
-        contract.INPUT_EXCLUDE: (T.BOOL, 2),
+        contract.INPUT_EXCLUDED: (T.INT64, 1),
         contract.INPUT_K: (T.INT64, 0),
         contract.OUTPUT_TOP_MOVIE: (T.INT64, 2),
-        contract.OUTPUT_TOP_RATING: (T.FLOAT, 2),
-        contract.OUTPUT_TOP_RANK: (T.FLOAT, 2),
+        contract.OUTPUT_TOP_BOUND: (T.FLOAT, 2),
     }
     values = {v.name: v for v in list(model.graph.input) + list(model.graph.output)}
     problems = []
@@ -189,11 +193,7 @@ def check_catalog_io(model: onnx.ModelProto, n_movies: int) -> None:
         if value.type.tensor_type.elem_type != elem or len(dims) != rank:
             problems.append(f"{name} has type {value.type.tensor_type.elem_type}, rank {len(dims)}")
         elif rank and dims[0].HasField("dim_value"):
-            problems.append(f"{name}: the user axis is fixed, expected it dynamic")
-    mask = values.get(contract.INPUT_EXCLUDE)
-    mask_dims = mask.type.tensor_type.shape.dim if mask is not None else []
-    if len(mask_dims) == 2 and mask_dims[1].dim_value != n_movies:
-        problems.append(f"{contract.INPUT_EXCLUDE} has {mask_dims[1]} columns, expected {n_movies}")
+            problems.append(f"{name}: its first axis is fixed, expected it dynamic")
     if problems:
         raise ArtifactError(
             "the exported catalog graph breaks the scorer's contract: " + "; ".join(problems)

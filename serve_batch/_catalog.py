@@ -1,7 +1,11 @@
 """Catalog mode: every movie in the mapping is a candidate for every user; keep top-k.
 
-Users are scored in blocks of about ``batch_size`` pairs, so memory stays flat however
-many users there are (943 ml-100k users x 1682 movies = 1.6 million scores).
+With a catalog graph (``catalog.onnx``) each user's candidates come from a cheap upper
+bound of every movie's rank score, and only candidates are scored through the model, so
+a catalog costs a few matrix products per pair (162,541 users x 59,047 movies = 9.6
+billion pairs); without one every pair goes through the model. Users are scored in
+blocks of about ``batch_size`` pairs through the model; the exclusions stay sorted int64
+keys. Memory stays flat however many users and movies there are.
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ def score_catalog(config: ScoreConfig) -> dict[str, Any]:
         excluded, exclude_info = (
             read_exclusions(config, ex_fmt, arts, users) if config.exclude else (None, None)
         )
+        graph = arts.catalog  # opened (and checked) before any work
         writer = TableWriter(
             out_tmp, out_fmt, topk_schema(config.titles), plain_columns=TOPK_PLAIN_COLUMNS
         )
@@ -101,7 +106,7 @@ def score_catalog(config: ScoreConfig) -> dict[str, Any]:
                 "top_k": {"k": k, "path": str(config.output), "rows": writer.rows},
                 "users": user_info,
                 "candidates_per_user": len(arts.movies),
-                "catalog_graph": None if arts.catalog_path is None else str(arts.catalog_path),
+                "catalog_graph": None if graph is None or not graph.usable else str(graph.path),
                 "pairs_scored": int(users.size) * len(arts.movies),
                 "exclude": exclude_info,
             },
@@ -155,7 +160,7 @@ def apply_unknown_policy(
     config: ScoreConfig, arts: Artifacts, all_users: np.ndarray
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Distinct users (ascending) to score, after ``--unknown``; plus manifest counts."""
-    users = np.unique(all_users)
+    users = sorted_unique(all_users)
     _, known, _ = arts.users.lookup(users)
     _, row_known, _ = arts.users.lookup(all_users)
     n_unknown = int((~known).sum())
@@ -228,9 +233,34 @@ def read_exclusions(
         upos = np.minimum(np.searchsorted(users, u), users.size - 1)
         _, movie_known, mpos = arts.movies.lookup(m)
         hit = (users[upos] == u) & movie_known
-        keys.append(np.unique(upos[hit] * n_movies + mpos[hit]))
-    merged = np.unique(np.concatenate(keys)) if keys else np.empty(0, dtype=np.int64)
+        keys.append(upos[hit] * n_movies + mpos[hit])
+    merged = sorted_unique(np.concatenate(keys)) if keys else np.empty(0, dtype=np.int64)
     return merged, {"path": str(config.exclude), "rows_read": rows, "pairs_excluded": merged.size}
+
+
+def users_per_block(arts: Artifacts, k: int, batch_size: int) -> int:
+    """Users in one unit of work (:func:`score_user_block`): about ``batch_size`` pairs
+    go through the pairs graph per block. With a catalog graph a user needs about
+    ``k + CATALOG_MARGIN`` of them, without one every movie. The local loop and the Ray
+    engine both use this, so their onnxruntime calls see the same batches."""
+    n_movies = len(arts.movies)
+    graph = arts.catalog
+    per_user = n_movies
+    if graph is not None and graph.usable:
+        per_user = min(n_movies, k + CATALOG_MARGIN)
+    return max(1, batch_size // per_user)
+
+
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique`` of integers by sorting: numpy 2.4's hashing ``np.unique`` took 15 s
+    for 5 million int64 keys where a sort took 0.25 s."""
+    values = np.sort(values)
+    if values.size < 2:
+        return values
+    keep = np.empty(values.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(values[1:], values[:-1], out=keep[1:])
+    return values[keep]
 
 
 def score_blocks(
@@ -243,10 +273,10 @@ def score_blocks(
 ) -> None:
     """Score ``users x all movies`` a block of users at a time and write each top-k.
 
-    ``excluded`` holds sorted keys ``user_position * n_movies + movie_row`` over ``users``.
+    ``excluded`` holds sorted keys ``user_position * n_movies + movie_pos`` over ``users``.
     """
     n_movies = arts.movies.ids.size
-    per_block = max(1, config.batch_size // n_movies)
+    per_block = users_per_block(arts, k, config.batch_size)
     titles = arts.title_lookup(config.titles)
     with tqdm(
         total=int(users.size),
@@ -285,7 +315,7 @@ def score_user_block(
     the table is the same as scoring every pair through the model.
     """
     graph = arts.catalog if block.size else None
-    if graph is None:
+    if graph is None or not graph.usable:
         return score_block_by_pairs(arts, block, excluded, k, batch_size, titles)
     user_rows, known, _ = arts.users.lookup(block)
     on_graph = np.flatnonzero(known)
@@ -300,11 +330,14 @@ def score_user_block(
         rest = np.sort(np.concatenate([np.flatnonzero(~known), on_graph[unsure]]))
     else:
         rest = np.arange(block.size)
-    if rest.size:
+    # every pair of the remaining users, a few users at a time (memory: users x movies)
+    step = max(1, batch_size // len(arts.movies))
+    for a in range(0, rest.size, step):
+        some = rest[a : a + step]
         at, ranks, movie_pos, ratings, scores, cold = _top_k_by_pairs(
-            arts, block[rest], _sub_keys(excluded, rest, arts), k, batch_size
+            arts, block[some], _sub_keys(excluded, some, arts), k, batch_size
         )
-        parts.append((rest[at], ranks, movie_pos, ratings, scores, cold))
+        parts.append((some[at], ranks, movie_pos, ratings, scores, cold))
     user_at, ranks, movie_pos, ratings, scores, cold = (
         np.concatenate(c) for c in zip(*parts, strict=True)
     )
@@ -320,12 +353,23 @@ def score_user_block(
     )
 
 
-#: Candidates the catalog graph returns beyond K, so that the exact re-ranking below
-#: rarely needs a second, wider call (on the ml-100k default model: never at K=10).
-CATALOG_MARGIN = 16
-#: Largest difference allowed between the catalog graph's rank scores and the model's
-#: for the same pair (both float32; they differ by rounding, about 1e-6).
+#: Candidates per user of the catalog graph's first call beyond K (64 at the default
+#: K = 10), all scored through the model; users whose candidates may reach further are
+#: asked again with CATALOG_GROWTH times as many, up to every movie. Movies whose bound
+#: reached the 10th best score, per user: 27 on average and 60 at most on the synthetic
+#: MovieLens-25M-shaped model at scale 0.2 (bench/catalog_scale.py); 11-20 on average on
+#: the default model trained on ml-latest-small (at most 68, 230 with rank_mix 4). With
+#: K + 16 candidates, 65% of the synthetic model's users needed a second call.
+CATALOG_MARGIN = 54
+CATALOG_GROWTH = 8
+#: How far a pair's rank score from the model may exceed the graph's bound, relative to
+#: the score (at least this much absolute): both are float32 sums of the same terms in
+#: another order, about 1e-6 apart.
 CATALOG_TOLERANCE = 1e-3
+
+
+def _tolerance(scores: np.ndarray) -> np.ndarray:
+    return CATALOG_TOLERANCE * np.maximum(1.0, np.abs(scores))
 
 
 def top_k_by_catalog(
@@ -339,73 +383,100 @@ def top_k_by_catalog(
     """Top-k of known users (embedding ``user_rows``) via the catalog graph, exactly as the
     pairs path ranks them.
 
-    The graph returns ``K + CATALOG_MARGIN`` candidates per user; they are scored again
-    through the model (the pairs path's own numbers) and sorted by rank score descending,
-    then movie ID ascending. A movie outside the candidates cannot belong in the top K when
-    the model's K-th score beats the last candidate's graph score by more than the
-    tolerance. Users for whom that is not shown (many movies tied at the K-th score, e.g.
-    ratings clipped to the scale's top) are asked again with 4x as many candidates, up to
-    every movie. Users with a non-finite score are returned in ``unsure`` (positions in
-    ``user_rows``) for the caller to score through the pairs path.
+    The graph gives each user's ``K + CATALOG_MARGIN`` movies with the highest upper
+    bounds of the rank score; they are scored through the model (the pairs path's own
+    numbers). With ``S`` the K-th best of those scores, only a movie whose bound reaches
+    ``S`` (less the tolerance) can belong in the top K (or tie with its last): when the
+    last candidate's bound is below that, the user is done; otherwise the user is asked
+    again with CATALOG_GROWTH times as many candidates (those reaching ``S`` are scored),
+    up to every movie. The final order is score descending, then movie ID ascending.
+    ``excluded``: sorted keys ``position in user_rows * n_movies + movie_pos``.
+
+    Users with a non-finite score or bound, or a score above its bound beyond the
+    tolerance, are returned in ``unsure`` (positions in ``user_rows``) for the caller to
+    score through the pairs path.
 
     Returns ``((user_at, rank, movie_pos, rating, score), unsure)``: flat rows ordered by
     user, then rank (1-based); ``movie_pos`` indexes ``arts.movies.ids``; ``score`` is the
     rank score the rows are sorted by.
     """
     n_users, n_movies = user_rows.size, len(arts.movies)
-    exclude = np.zeros((n_users, n_movies), dtype=bool)
-    if excluded is not None and excluded.size:
-        exclude[excluded // n_movies, arts.movies.rows[excluded % n_movies]] = True
+    keys = np.empty(0, dtype=np.int64)
+    if excluded is not None and excluded.size:  # movie positions -> embedding rows
+        keys = np.sort(excluded // n_movies * n_movies + arts.movies.rows[excluded % n_movies])
+    scored: list[tuple[np.ndarray, ...]] = []  # (user, movie row, rating, rank score)
+    threshold = np.full(n_users, -np.inf)
+    bad = np.zeros(n_users, dtype=bool)
     todo = np.arange(n_users)
     kk = min(k + CATALOG_MARGIN, n_movies)
-    parts = []
     while todo.size:
-        (at, rank, pos, rating, score), unsure = _rank_candidates(
-            arts, graph, user_rows[todo], exclude[todo], k, kk, batch_size
-        )
-        parts.append((todo[at], rank, pos, rating, score))
-        todo = todo[unsure]
-        if kk == n_movies:
-            break
-        kk = min(4 * kk, n_movies)
-    user_at, rank, pos, rating, score = (np.concatenate(c) for c in zip(*parts, strict=True))
-    order = np.lexsort((rank, user_at))
-    return (user_at[order], rank[order], pos[order], rating[order], score[order]), todo
-
-
-def _rank_candidates(
-    arts: Artifacts,
-    graph: CatalogGraph,
-    user_rows: np.ndarray,
-    exclude: np.ndarray,
-    k: int,
-    kk: int,
-    batch_size: int,
-) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
-    """One round of :func:`top_k_by_catalog` with ``kk`` candidates per user."""
-    n_users, n_movies = user_rows.size, exclude.shape[1]
-    top_rows, _, top_scores = graph.top_k(user_rows, exclude, kk)
-    valid = ~np.take_along_axis(exclude, top_rows, axis=1)
-    ratings, ranks = arts.predict_rows(np.repeat(user_rows, kk), top_rows.reshape(-1), batch_size)
-    ratings, ranks = ratings.reshape(n_users, kk), ranks.reshape(n_users, kk).copy()
-    pos = arts.movie_pos_of_row[top_rows]
-    drift = np.abs(ranks.astype(np.float64) - top_scores)[valid]
-    tolerance = max(CATALOG_TOLERANCE, 4 * float(drift.max())) if drift.size else 0.0
-    ranks[~valid] = -np.inf
-    order = np.lexsort((pos, -ranks), axis=1)  # score descending, then movie ID ascending
-    pos, ranks, ratings, valid = (
-        np.take_along_axis(a, order, axis=1) for a in (pos, ranks, ratings, valid)
+        rows, bounds = graph.top_bounds(user_rows[todo], _renumber(keys, todo, n_movies), kk)
+        pick = (bounds >= threshold[todo, None]) & (bounds > -np.inf)
+        if scored:  # a later round: only movies not scored yet
+            seen = np.sort(np.concatenate([u * n_movies + m for u, m, _, _ in scored]))
+            key = todo[:, None] * n_movies + rows
+            at = np.minimum(np.searchsorted(seen, key), seen.size - 1)
+            pick &= seen[at] != key
+        at, col = np.nonzero(pick)
+        users, movies = todo[at], rows[at, col]
+        ratings, ranks = arts.predict_rows(user_rows[users], movies, batch_size)
+        scored.append((users, movies, ratings, ranks))
+        bound = bounds[at, col].astype(np.float64)
+        over = ~(ranks <= bound + _tolerance(bound))  # NaN counts as over
+        bad[users[over]] = True
+        bad[todo[np.isnan(bounds).any(axis=1)]] = True
+        kth = _kth_best(scored, n_users, k)
+        threshold = kth - 2 * _tolerance(kth)
+        last = bounds[:, -1].astype(np.float64)
+        done = (kk == n_movies) | ~(last > -np.inf) | (last < threshold[todo])
+        todo = todo[~done & ~bad[todo]]
+        kk = min(CATALOG_GROWTH * kk, n_movies)
+    users, movies, ratings, ranks = (np.concatenate(c) for c in zip(*scored, strict=True))
+    keep = ~bad[users]
+    users, pos, ratings, ranks = (
+        users[keep],
+        arts.movie_pos_of_row[movies[keep]],
+        ratings[keep],
+        ranks[keep],
     )
-    # every movie the user may get is a candidate when the graph ran out of them
-    complete = (valid.sum(axis=1) < kk) | (kk == n_movies)
-    kth = ranks[:, min(k, kk) - 1].astype(np.float64)
-    last = top_scores[:, -1].astype(np.float64)  # the graph's worst candidate
-    finite = np.isfinite(np.where(valid, ranks, 0.0)).all(axis=1)
-    sure = finite & (complete | (kth > last + tolerance))
-    take = valid & (np.arange(kk) < k) & sure[:, None]
-    user_at = np.repeat(np.arange(n_users), take.sum(axis=1))
-    rank = np.broadcast_to(np.arange(1, kk + 1, dtype=np.int32), take.shape)[take]
-    return (user_at, rank, pos[take], ratings[take], ranks[take]), np.flatnonzero(~sure)
+    order = np.lexsort((pos, -ranks.astype(np.float64), users))
+    users, pos, ratings, ranks = users[order], pos[order], ratings[order], ranks[order]
+    rank = _ranks_within(users)
+    top = rank <= k
+    found = (users[top], rank[top].astype(np.int32), pos[top], ratings[top], ranks[top])
+    return found, np.flatnonzero(bad)
+
+
+def _kth_best(scored: list[tuple[np.ndarray, ...]], n_users: int, k: int) -> np.ndarray:
+    """Per user, the k-th best rank score scored so far (-inf with fewer than k)."""
+    users = np.concatenate([s[0] for s in scored])
+    ranks = np.concatenate([s[3] for s in scored]).astype(np.float64)
+    order = np.lexsort((-ranks, users))
+    users, ranks = users[order], ranks[order]
+    kth = np.full(n_users, -np.inf)
+    at = _ranks_within(users) == k
+    kth[users[at]] = ranks[at]
+    return kth
+
+
+def _ranks_within(users: np.ndarray) -> np.ndarray:
+    """1-based position of each row within its run of equal (sorted) ``users``."""
+    if users.size == 0:
+        return np.empty(0, dtype=np.int64)
+    return np.arange(users.size) - np.searchsorted(users, users) + 1
+
+
+def _renumber(keys: np.ndarray, users: np.ndarray, n_movies: int) -> np.ndarray:
+    """Keys ``user * n_movies + x`` of the (sorted) positions ``users``, renumbered as
+    positions in ``users``."""
+    if not keys.size or users.size == 0:
+        return keys[:0]
+    if users.size == users[-1] + 1:  # the first users, in order: nothing to renumber
+        return keys[: np.searchsorted(keys, users.size * n_movies)]
+    owner = keys // n_movies
+    at = np.minimum(np.searchsorted(users, owner), users.size - 1)
+    hit = users[at] == owner
+    return at[hit] * n_movies + keys[hit] % n_movies
 
 
 def _sub_keys(excluded: np.ndarray | None, users: np.ndarray, arts: Artifacts) -> np.ndarray | None:

@@ -68,6 +68,8 @@ from movierec.serve_batch._catalog import (
     read_exclusions,
     read_users,
     score_user_block,
+    sorted_unique,
+    users_per_block,
 )
 from movierec.serve_batch._config import DEFAULT_CATALOG_TOP_K, ScoreConfig, check_config
 from movierec.serve_batch._ids import convert_id_column
@@ -437,7 +439,7 @@ class _CatalogJob(_Job):
                 )
                 keys.append(part)
                 rows += info["rows_read"]
-            self.excluded = np.unique(np.concatenate(keys))
+            self.excluded = sorted_unique(np.concatenate(keys))
             self.exclude_info = {
                 "path": str(cfg.exclude),
                 "rows_read": rows,
@@ -450,6 +452,7 @@ class _CatalogJob(_Job):
             n_movies=self.n_movies,
             parts_folder=str(self.out_tmp) if self.out.folder else None,
             titles=cfg.titles,
+            per_block=users_per_block(arts, self.k, cfg.batch_size),
         )
         arts.title_lookup(cfg.titles)  # warns once, here, when the mapping has no titles
 
@@ -457,7 +460,12 @@ class _CatalogJob(_Job):
         ray, cfg = self.ray, self.config
         self.rows_written = 0
         blocks = _catalog_blocks(
-            self.users, self.excluded, self.n_movies, cfg, self.engine["cluster_cpus"]
+            self.users,
+            self.excluded,
+            self.n_movies,
+            self.spec.per_block,
+            cfg,
+            self.engine["cluster_cpus"],
         )
         if not blocks:
             return
@@ -495,9 +503,11 @@ class _CatalogJob(_Job):
             "pairs_scored": int(self.users.size) * self.n_movies,
             "exclude": self.exclude_info,
         }
-        if hasattr(self.arts, "catalog_path"):  # an export with a catalog graph (as local)
-            graph = self.arts.catalog_path
-            details["catalog_graph"] = None if graph is None else str(graph)
+        if hasattr(self.arts, "catalog_path"):  # as local: the catalog graph, if used
+            graph = self.arts.catalog
+            details["catalog_graph"] = (
+                None if graph is None or not graph.usable else str(graph.path)
+            )
         return self.base_manifest(self.rows_read, self.rows_written, details)
 
     def log_summary(self, manifest: dict[str, Any]) -> None:
@@ -599,6 +609,7 @@ class _CatalogSpec:
     batch_size: int
     n_movies: int
     parts_folder: str | None
+    per_block: int  # users per score_user_block call, as the local loop (users_per_block)
     titles: bool = False
 
 
@@ -685,7 +696,7 @@ class _CatalogScorer(_Scorer):
             lists = batch.column(EXCLUDED_COL).combine_chunks()
             offsets = lists.offsets.to_numpy()
             values = lists.values.to_numpy()
-        per_block = max(1, spec.batch_size // n_movies)  # as the local loop
+        per_block = spec.per_block  # as the local loop
         titles = self.arts.titles if spec.titles else None  # the driver warned if empty
         tables = []
         for a in range(0, users.size, per_block):
@@ -957,6 +968,7 @@ def _catalog_blocks(
     users: np.ndarray,
     excluded: np.ndarray | None,
     n_movies: int,
+    per_block: int,
     config: ScoreConfig,
     cluster_cpus: float,
 ) -> list[pa.Table]:
@@ -969,7 +981,6 @@ def _catalog_blocks(
     if n == 0:
         return []
     workers = config.workers or max(1, int(cluster_cpus // config.threads_per_worker))
-    per_block = max(1, config.batch_size // n_movies)
     per_task = min(max(1, CATALOG_TASK_PAIRS // n_movies), -(-n // (TASKS_PER_WORKER * workers)))
     # whole local sub-blocks: the onnxruntime calls see the very batches the local loop makes
     per_task = per_block * max(1, -(-per_task // per_block))

@@ -36,19 +36,28 @@ OUTPUT_RANK = "rank_score"
 BATCH_AXIS = "batch"
 
 # --- catalog.onnx I/O (same user input name as model.onnx) ----------------------------
-#: Movies never to recommend, bool, shape ``[users, n_movies]`` (column = embedding row).
-INPUT_EXCLUDE = "exclude"
+# The catalog graph finds each user's candidates cheaply: for a block of users against
+# every movie it computes an UPPER BOUND of each pair's rank score (a few matrix
+# products, not the network) and returns the movies with the highest bounds. The
+# scorer scores candidates through model.onnx until no other movie can reach the K-th
+# best score (see movierec.serve_batch._catalog).
+#: Pairs never to recommend, int64 ``[pairs]``, sorted: ``user * n_movies + movie_row``
+#: where ``user`` is the position in the call's ``user_idx``; may be empty.
+INPUT_EXCLUDED = "excluded"
 #: How many movies to return per user, int64 scalar, ``1 <= k <= n_movies``.
 INPUT_K = "k"
-#: Embedding rows of each user's best movies, int64 ``[users, k]``, best first; equal
-#: scores in lower-row-first order (the ONNX TopK rule).
+#: Embedding rows of the movies with the highest bounds, int64 ``[users, k]``, highest
+#: first; an excluded pair comes after every other, with a bound of ``-inf``.
 OUTPUT_TOP_MOVIE = "top_movie_idx"
-#: Their ratings, float32 ``[users, k]``, clipped to the rating scale.
-OUTPUT_TOP_RATING = "top_rating"
-#: Their rank scores, float32 ``[users, k]``; ``-inf`` where the pair is excluded.
-OUTPUT_TOP_RANK = "top_rank_score"
-#: Name of the dynamic user axis of catalog.onnx.
+#: Their bounds, float32 ``[users, k]``, non-increasing along a row: the pair's
+#: rank_score from model.onnx is at most the bound (up to float32 rounding).
+OUTPUT_TOP_BOUND = "top_rank_bound"
+#: Name of the dynamic user axis of catalog.onnx, and of its exclusion axis.
 USERS_AXIS = "users"
+EXCLUDED_AXIS = "pairs"
+#: The catalog graph layout written by this rec-export; older graphs (a bool exclusion
+#: mask and top ratings) are ignored with a warning: catalog mode then scores every pair.
+CATALOG_FORMAT = 2
 
 # --- metadata_props keys of model.onnx (all values are strings; JSON where noted) ----
 META_FORMAT_VERSION = "movierec.format_version"
@@ -66,6 +75,10 @@ META_CREATED_AT = "movierec.created_at"  # ISO 8601, UTC
 META_GRAPH = "movierec.graph"  # "folded" or "plain"; "catalog" in catalog.onnx
 #: catalog.onnx only: SHA-256 of the model.onnx exported with it (they are used together).
 META_MODEL_SHA256 = "movierec.model_sha256"
+#: catalog.onnx only, JSON: {"format": CATALOG_FORMAT, "movies": n_movies, "bound":
+#: "interval" or "exact", "call_pairs": users x movies per call that keeps its
+#: intermediate arrays small}.
+META_CATALOG = "movierec.catalog"
 
 # --- id_mapping.json ------------------------------------------------------------------
 # {

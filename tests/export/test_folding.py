@@ -66,24 +66,47 @@ def test_folding_cuts_the_operations_of_the_notebook_network_about_4x():
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_catalog_net_scores_every_movie_and_keeps_the_top_k(name):
+@pytest.mark.parametrize("mix", [0.7, -0.4])
+def test_catalog_net_bounds_every_rank_score_and_keeps_the_top_k(name, mix):
     from movierec.export.folding import CatalogNet
 
     model = random_model(name, seed=1)
+    model.rank_mix.fill_(mix)
     net = CatalogNet(model)
     users = torch.tensor([0, 4, 8, 4])
     with torch.no_grad():
-        rating, rank = net.scores(users)
-        want_rating, want_rank = model.predict_with_rank(
+        bound = net.upper_bounds(users)
+        _, want_rank = model.predict_with_rank(
             users.repeat_interleave(11), torch.arange(11).repeat(4)
         )
-        torch.testing.assert_close(rating.reshape(-1), want_rating, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(rank.reshape(-1), want_rank, atol=1e-5, rtol=1e-5)
-        exclude = torch.zeros(4, 11, dtype=torch.bool)
-        exclude[1, :9] = True  # only two movies left for the second user
-        rows, top_rating, top_rank = net(users, exclude, torch.tensor(3))
-    assert rows.shape == (4, 3)
-    assert set(rows[1, :2].tolist()) == {9, 10} and top_rank[1, 2] == float("-inf")
-    expected = torch.topk(rank.masked_fill(exclude, float("-inf")), 3, dim=1)
-    torch.testing.assert_close(top_rank, expected.values)
-    torch.testing.assert_close(top_rating, torch.gather(rating, 1, rows))
+        excluded = torch.tensor([11 + m for m in range(9)])  # second user: only 9, 10 left
+        rows, top = net(users, excluded, torch.tensor(3))
+    assert bound.shape == (4, 11)
+    slack = bound.reshape(-1) - want_rank
+    assert (slack >= -1e-5).all()  # an upper bound of every pair's rank score
+    if net.exact:  # the seed-like variant: the bound is the score itself
+        torch.testing.assert_close(slack, torch.zeros_like(slack), atol=1e-5, rtol=0)
+    assert rows.shape == top.shape == (4, 3)
+    assert set(rows[1, :2].tolist()) == {9, 10} and top[1, 2] == float("-inf")
+    masked = bound.clone()
+    masked[1, :9] = float("-inf")
+    expected = torch.topk(masked, 3, dim=1)
+    torch.testing.assert_close(top, expected.values)
+
+
+def test_catalog_net_bound_is_tight_where_the_mlp_barely_varies():
+    """The interval bound of the MLP spans only what the movies' box allows: with every
+    movie's first layer equal, the bound is the exact rank score."""
+    from movierec.export.folding import CatalogNet
+
+    model = random_model("everything", seed=2)
+    with torch.no_grad():
+        cols = model.mcols["embedding"]
+        model.movie_table.weight[:, cols] = model.movie_table.weight[0, cols]
+        model.movie_side.weight[cols] = 0.0
+        model.movie_implicit.weight[:, cols] = 0.0
+        net = CatalogNet(model)
+        users = torch.arange(9)
+        bound = net.upper_bounds(users)
+        _, want = model.predict_with_rank(users.repeat_interleave(11), torch.arange(11).repeat(9))
+    torch.testing.assert_close(bound.reshape(-1), want, atol=1e-5, rtol=1e-5)

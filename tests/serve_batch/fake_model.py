@@ -305,13 +305,17 @@ def build_fake_catalog(
     mapping_sha256: str | None = None,
     score_offset: np.ndarray | None = None,
     n_movies: int | None = None,
+    layout: int = contract.CATALOG_FORMAT,
 ) -> Path:
     """Write the catalog graph of ``fake`` (``catalog.onnx`` beside its model by default).
 
-    Scores every user row against every movie row with a MatMul (the pairs model uses
-    Mul + ReduceSum, so the two round differently, as real exports do), masks excluded
-    pairs to -inf and keeps the top K with TopK. ``score_offset`` (per movie row) is added
-    to the rank scores to mimic a graph that drifts from the model.
+    Its bound of each pair's rank score: without a rank head the exact rating (MatMul
+    where the pairs model has Mul + ReduceSum, so the two round differently, as real
+    exports do); with one the ranking head plus ``mix`` x the scale's top rating, a loose
+    bound (many candidates, several rounds). Excluded pairs get -inf (ScatterND) and TopK
+    keeps the K highest. ``score_offset`` (per movie row) is added to the bounds to mimic
+    a graph that drifts from the model; ``layout`` 1 writes the metadata of an older
+    graph layout.
     """
     path = Path(path) if path is not None else fake.folder / contract.CATALOG_FILE
     n = fake.Q.shape[0] if n_movies is None else n_movies
@@ -325,9 +329,10 @@ def build_fake_catalog(
         numpy_helper.from_array(np.array(fake.bias, dtype=np.float32), "bias"),
         numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
         numpy_helper.from_array(np.array([1], dtype=np.int64), "k_shape"),
+        numpy_helper.from_array(np.array([-1], dtype=np.int64), "flat_shape"),
         numpy_helper.from_array(np.array(RATING_MIN, dtype=np.float32), "rmin"),
         numpy_helper.from_array(np.array(RATING_MAX, dtype=np.float32), "rmax"),
-        numpy_helper.from_array(np.array(-np.inf, dtype=np.float32), "neg_inf"),
+        numpy_helper.from_array(np.array([-np.inf], dtype=np.float32), "neg_inf"),
     ]
     nodes = [
         helper.make_node("Gather", ["P", contract.INPUT_USER], ["pu"], axis=0),
@@ -339,38 +344,37 @@ def build_fake_catalog(
         helper.make_node("Add", ["s2", "dot"], ["raw"]),
         helper.make_node("Clip", ["raw", "rmin", "rmax"], ["rating"]),
     ]
-    rank = "rating"
+    bound = "rating"
     if fake.rank_head is not None:
         R, S, c, mix = fake.rank_head
         inits += [
             numpy_helper.from_array(R, "R"),
             numpy_helper.from_array(np.ascontiguousarray(np.resize(S, (n, S.shape[1])).T), "ST"),
             numpy_helper.from_array(np.resize(c, n), "c"),
-            numpy_helper.from_array(np.array(mix, dtype=np.float32), "mix"),
+            numpy_helper.from_array(np.array(mix * RATING_MAX, dtype=np.float32), "mix_top"),
         ]
         nodes += [
             helper.make_node("Gather", ["R", contract.INPUT_USER], ["ru"], axis=0),
             helper.make_node("MatMul", ["ru", "ST"], ["rdot"]),
             helper.make_node("Add", ["rdot", "c"], ["r1"]),
-            helper.make_node("Mul", ["mix", "rating"], ["mixed"]),
-            helper.make_node("Add", ["r1", "mixed"], ["rank"]),
+            helper.make_node("Add", ["r1", "mix_top"], ["rank_bound"]),
         ]
-        rank = "rank"
+        bound = "rank_bound"
     if score_offset is not None:
         inits.append(numpy_helper.from_array(score_offset.astype(np.float32), "offset"))
-        nodes.append(helper.make_node("Add", [rank, "offset"], ["shifted"]))
-        rank = "shifted"
+        nodes.append(helper.make_node("Add", [bound, "offset"], ["shifted"]))
+        bound = "shifted"
     nodes += [
-        helper.make_node("Where", [contract.INPUT_EXCLUDE, "neg_inf", rank], ["masked"]),
+        helper.make_node("Shape", [bound], ["bound_shape"]),
+        helper.make_node("Reshape", [bound, "flat_shape"], ["flat"]),
+        helper.make_node("Unsqueeze", [contract.INPUT_EXCLUDED, "axis1"], ["where"]),
+        helper.make_node("Shape", [contract.INPUT_EXCLUDED], ["n_excluded"]),
+        helper.make_node("Expand", ["neg_inf", "n_excluded"], ["fill"]),
+        helper.make_node("ScatterND", ["flat", "where", "fill"], ["flat_masked"]),
+        helper.make_node("Reshape", ["flat_masked", "bound_shape"], ["masked"]),
         helper.make_node("Reshape", [contract.INPUT_K, "k_shape"], ["k1"]),
         helper.make_node(
-            "TopK", ["masked", "k1"], [contract.OUTPUT_TOP_RANK, contract.OUTPUT_TOP_MOVIE], axis=1
-        ),
-        helper.make_node(
-            "GatherElements",
-            ["rating", contract.OUTPUT_TOP_MOVIE],
-            [contract.OUTPUT_TOP_RATING],
-            axis=1,
+            "TopK", ["masked", "k1"], [contract.OUTPUT_TOP_BOUND, contract.OUTPUT_TOP_MOVIE], axis=1
         ),
     ]
     users = [contract.USERS_AXIS]
@@ -381,14 +385,13 @@ def build_fake_catalog(
         [
             helper.make_tensor_value_info(contract.INPUT_USER, TensorProto.INT64, users),
             helper.make_tensor_value_info(
-                contract.INPUT_EXCLUDE, TensorProto.BOOL, [contract.USERS_AXIS, n]
+                contract.INPUT_EXCLUDED, TensorProto.INT64, [contract.EXCLUDED_AXIS]
             ),
             helper.make_tensor_value_info(contract.INPUT_K, TensorProto.INT64, []),
         ],
         [
             helper.make_tensor_value_info(contract.OUTPUT_TOP_MOVIE, TensorProto.INT64, top),
-            helper.make_tensor_value_info(contract.OUTPUT_TOP_RATING, TensorProto.FLOAT, top),
-            helper.make_tensor_value_info(contract.OUTPUT_TOP_RANK, TensorProto.FLOAT, top),
+            helper.make_tensor_value_info(contract.OUTPUT_TOP_BOUND, TensorProto.FLOAT, top),
         ],
         initializer=inits,
     )
@@ -402,6 +405,10 @@ def build_fake_catalog(
     metadata[contract.META_MODEL_SHA256] = (
         model_sha256 or hashlib.sha256(fake.model_path.read_bytes()).hexdigest()
     )
+    if layout >= 2:
+        metadata[contract.META_CATALOG] = json.dumps(
+            {"format": layout, "movies": n, "bound": "interval", "call_pairs": 64}
+        )
     helper.set_model_props(model, metadata)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))

@@ -22,6 +22,9 @@ from movierec.serve_batch import ScoreConfig, contract, load_artifacts, score_ca
 from movierec.serve_batch._catalog import score_block_by_pairs, score_user_block
 from movierec.serve_batch.errors import ArtifactError
 
+#: Columns of floats that may move in the last bit with the batch a pair is scored in.
+VALUES = [contract.PREDICTION_COL, contract.SCORE_COL]
+
 
 def random_exclusions(fake, n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
@@ -132,9 +135,7 @@ def test_a_graph_that_drifts_within_tolerance_still_gives_exact_tables(
     for k in (1, 5, 20):
         got = score_user_block(arts, fake.user_ids, None, k, batch_size=64)
         want = score_block_by_pairs(arts, fake.user_ids, None, k, batch_size=64)
-        assert got.drop_columns([contract.PREDICTION_COL]).equals(
-            want.drop_columns([contract.PREDICTION_COL])
-        )
+        assert got.drop_columns(VALUES).equals(want.drop_columns(VALUES))
 
 
 def test_without_a_catalog_graph_every_pair_is_scored(fake_catalog, tmp_path: Path) -> None:
@@ -189,8 +190,7 @@ def test_catalog_graph_io_is_checked(fake, tmp_path: Path) -> None:
     path = build_fake_catalog(moved)
     model = onnx.load(str(path))
     model.graph.output[0].name = "rows"
-    model.graph.node[-2].output[1] = "rows"
-    model.graph.node[-1].input[1] = "rows"
+    model.graph.node[-1].output[1] = "rows"
     onnx.save(model, str(path))
     arts = load_artifacts(moved.model_path, moved.mapping_path)
     with pytest.raises(ArtifactError, match="expected inputs and outputs"):
@@ -211,3 +211,76 @@ def test_catalog_blocks_stay_in_block_order(fake_ranked_catalog) -> None:
         == [False] * 2 + [True] * 2 + [False] * 2 + [True] * 2
     )
     assert isinstance(table, pa.Table)
+
+
+def test_users_with_fewer_allowed_movies_than_k(fake_ranked_catalog) -> None:
+    """One user keeps two movies, one keeps none, the others lose a few: every table
+    as the pairs path's (short lists, no row for the user with nothing left)."""
+    fake = fake_ranked_catalog
+    arts = load_artifacts(fake.model_path, fake.mapping_path, threads=1)
+    n = fake.movie_ids.size
+    block = fake.user_ids[:6]
+    keys = [1 * n + m for m in range(n) if m not in (3, 11)]  # user 1: movies 3 and 11
+    keys += [3 * n + m for m in range(n)]  # user 3: nothing
+    keys += [5 * n + m for m in (0, 1, 2, 7)]  # user 5: the twins and one more
+    keys = np.array(sorted(keys), dtype=np.int64)
+    for k in (1, 5, n):
+        got = score_user_block(arts, block, keys, k, batch_size=8)
+        want = score_block_by_pairs(arts, block, keys, k, batch_size=8)
+        assert got.drop_columns(VALUES).equals(want.drop_columns(VALUES))
+        users = got.column(contract.USER_COL).to_numpy()
+        assert (users == block[1]).sum() == min(k, 2) and not (users == block[3]).any()
+
+
+@pytest.mark.parametrize("ranked", [False, True])
+def test_top_bounds_match_numpy_across_calls(tmp_path: Path, ranked) -> None:
+    """Twelve users in calls of four (call_pairs 64, 15 movies): each call gets its own
+    users' exclusions, renumbered; bounds as numpy computes them, highest first."""
+    moved = build_fake_artifacts(tmp_path / "art", seed=5, rank_head=ranked)
+    build_fake_catalog(moved)
+    arts = load_artifacts(moved.model_path, moved.mapping_path, threads=2)
+    graph = arts.catalog
+    assert graph.usable and graph.call_pairs == 64
+    rows = np.arange(moved.P.shape[0], dtype=np.int64)
+    n = moved.Q.shape[0]
+    rating = np.clip(moved.bias + moved.bu[:, None] + moved.bm + moved.P @ moved.Q.T, 1, 5)
+    want = rating
+    if ranked:
+        R, S, c, mix = moved.rank_head
+        want = R @ S.T + c + mix * 5.0
+    keys = np.unique(np.random.default_rng(4).integers(0, rows.size * n, 70))
+    want = want.copy()
+    want.reshape(-1)[keys] = -np.inf
+    for k in (1, 6, n):
+        got_rows, got_bounds = graph.top_bounds(rows, keys, k)
+        np.testing.assert_allclose(got_bounds, -np.sort(-want, axis=1)[:, :k], atol=1e-5)
+        np.testing.assert_allclose(np.take_along_axis(want, got_rows, 1), got_bounds, atol=1e-5)
+
+
+def test_a_bound_below_the_scores_sends_users_to_the_pairs_path(tmp_path: Path, caplog) -> None:
+    """A graph whose bounds fall short of the model's scores is caught on the candidates
+    it returns: those users are scored through the pairs path, the tables stay exact."""
+    fake = build_fake_artifacts(tmp_path / "low", seed=7, rank_head=True, n_movies=40)
+    build_fake_catalog(fake, score_offset=np.full(40, -2.0))
+    arts = load_artifacts(fake.model_path, fake.mapping_path, threads=1)
+    got = score_user_block(arts, fake.user_ids, None, 5, batch_size=64)
+    want = score_block_by_pairs(arts, fake.user_ids, None, 5, batch_size=64)
+    assert got.drop_columns(VALUES).equals(want.drop_columns(VALUES))
+    _, unsure = catalog_mod.top_k_by_catalog(
+        arts, arts.catalog, arts.users.lookup(fake.user_ids)[0], None, 5, 64
+    )
+    assert unsure.size == fake.user_ids.size
+
+
+def test_an_older_catalog_graph_is_ignored_with_a_warning(fake, tmp_path: Path, caplog) -> None:
+    folder = tmp_path / "art"
+    shutil.copytree(fake.folder, folder)
+    moved = build_fake_artifacts(folder)
+    build_fake_catalog(moved, layout=1)
+    users = fake.user_ids[:3].tolist()
+    with caplog.at_level("WARNING"):
+        got, manifest = run_catalog(moved, tmp_path, users, top_k=4)
+    assert "catalog graph layout 1, this rec-score reads layout 2" in caplog.text
+    assert caplog.text.count("catalog graph layout") == 1
+    assert_same(got, brute_force_catalog(moved, users, None, 4))
+    assert manifest["catalog_graph"] is None

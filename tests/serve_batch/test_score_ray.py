@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from fake_model import list_dir, write_table
 
-from movierec.serve_batch import ScoreConfig, score_catalog, score_file
+from movierec.serve_batch import ScoreConfig, contract, score_catalog, score_file
 
 # Ray Data sets some of its own deprecated options internally; not this project's concern
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")
@@ -163,6 +163,39 @@ def test_catalog_with_exclude_via_cli_matches_local(
     assert_manifests_match(*manifests)
     assert manifests[1]["engine"]["blocks"] > 1  # users really were spread over blocks
     assert manifests[1]["config"]["engine"] == "ray"
+
+
+def test_catalog_graph_tables_match_local_bit_for_bit(
+    ray_local, fake_ranked_catalog, tmp_path: Path
+) -> None:
+    """Through catalog.onnx: blocks of 9 users (batch 140 / at most 15 pairs per user
+    through the model) over 2 actors; known users, a duplicate and an unknown one;
+    exclusions, heavy for one user."""
+    fake = fake_ranked_catalog
+    rng = np.random.default_rng(5)
+    users = write_table(
+        tmp_path / "users.parquet", {"user_id": np.r_[fake.user_ids[::-1], fake.user_ids[:1], 7]}
+    )
+    heavy = fake.user_ids[2]
+    rated = write_table(
+        tmp_path / "rated.parquet",
+        {
+            "user_id": np.r_[rng.choice(fake.user_ids, 40), [heavy] * 12],
+            "movie_id": np.r_[rng.choice(fake.movie_ids, 40), fake.movie_ids[:12]],
+        },
+    )
+    kw = dict(
+        artifacts=fake.folder, all_movies=True, exclude=rated, top_k=4, batch_size=140, quiet=True
+    )
+    local = score_catalog(ScoreConfig(input=users, output=tmp_path / "local.parquet", **kw))
+    ray = score_file_ray(users, tmp_path / "ray.parquet", workers=2, **kw)
+    want, got = (pq.read_table(tmp_path / f"{n}.parquet") for n in ("local", "ray"))
+    assert got.equals(want) and want.num_rows > 0
+    assert ray["engine"]["blocks"] > 1
+    assert (
+        local["catalog_graph"] == ray["catalog_graph"] == str(fake.folder / contract.CATALOG_FILE)
+    )
+    assert json.loads(json.dumps(local["exclude"])) == ray["exclude"]
 
 
 def test_catalog_folder_output_and_unknown_error_policy(ray_local, fake, tmp_path: Path) -> None:
