@@ -11,6 +11,10 @@ and a small MLP, plus a ranking head::
     rating = clip(b + bu[u] + bm[m] + sum(x) + w2 . relu(W1 x + b1), 1, 5)   W1: 32x32
     rank   = <R[u], S[m]> + c[m] + 0.5 * rating             (8-dim ranking head)
 
+The model has no catalog.onnx (the catalog graph's contract is untouched by it), so
+catalog mode here scores every pair through model.onnx: this measures the engines, not
+the catalog graph (bench/catalog_scale.py measures that, at MovieLens-25M size).
+
 The script measures catalog mode for a random sample of users (scores = sample x 20,000)
 on this machine:
 
