@@ -357,9 +357,10 @@ def score_user_block(
 #: K = 10), all scored through the model; users whose candidates may reach further are
 #: asked again with CATALOG_GROWTH times as many, up to every movie. Movies whose bound
 #: reached the 10th best score, per user: 27 on average and 60 at most on the synthetic
-#: MovieLens-25M-shaped model at scale 0.2 (bench/catalog_scale.py); 11-20 on average on
-#: the default model trained on ml-latest-small (at most 68, 230 with rank_mix 4). With
-#: K + 16 candidates, 65% of the synthetic model's users needed a second call.
+#: MovieLens-25M-shaped model at scale 0.2 (bench/catalog_scale.py); 11 on average and
+#: 33 at most on the default model trained on ml-latest-small (12 and 215 with its
+#: rank_mix set to 4). With K + 16 candidates, 65% of the synthetic model's users needed
+#: a second call; with K + 54, 6 of 8,000.
 CATALOG_MARGIN = 54
 CATALOG_GROWTH = 8
 #: How far a pair's rank score from the model may exceed the graph's bound, relative to
