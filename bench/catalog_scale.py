@@ -1,7 +1,8 @@
 """Catalog mode at MovieLens-25M size: the old and the new catalog path side by side.
 
-    python bench/catalog_scale.py [--scale 0.2 | --full] [--threads 2] [--cpus 0,1]
-                                  [--old-ref REF] [--sample-users 2000] [--repeat 1]
+    python bench/catalog_scale.py [--scale 0.2 | --full | --checkpoint DIR] [--threads 2]
+                                  [--cpus 0,1] [--old-ref REF] [--sample-users 2000]
+                                  [--repeat 1]
 
 Builds once, under bench/results/catalog_scale/S<scale>/ (reused while the recipe is
 unchanged):
@@ -19,7 +20,7 @@ unchanged):
   25,000,095 ratings at full size.
 
 Then it runs ``rec-score USERS OUT --all-movies --exclude RATINGS`` as whole processes,
-each timed (wall) with its peak RSS (``wait4``):
+each timed (wall) with its peak RSS (GNU ``/usr/bin/time``):
 
 * new: this tree, every user;
 * old: the code at ``--old-ref`` (default: the commit before the blocked catalog path)
@@ -31,6 +32,9 @@ reading the 25M exclusions) and the sample's per-user time; the table says so. T
 path's table must equal the old path's and the pairs path's for the sampled users
 (user, rank, movie; ratings within 1e-5). Scores/s counts users x movies candidate
 pairs. Writes bench/results/catalog_scale_S<scale>.json.
+
+``--checkpoint DIR`` runs the same on a trained model (a rec-train output folder): every
+user of it, with all its ratings (train, validation and test) excluded.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -283,6 +288,28 @@ def build_inputs(folder: Path, scale: float) -> dict:
     return want
 
 
+def checkpoint_inputs(ckpt_dir: Path, folder: Path) -> dict:
+    """Users and ratings of a trained checkpoint (every user; train, validation and test
+    ratings as the exclusions)."""
+    from movierec.train.checkpoint import load_checkpoint
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ckpt = load_checkpoint(Path(ckpt_dir) / "checkpoint.pt")
+    vocab, split = ckpt.split.vocab, ckpt.split
+    users = np.concatenate([p.user_idx for p in (split.train, split.val, split.test)])
+    movies = np.concatenate([p.movie_idx for p in (split.train, split.val, split.test)])
+    pq.write_table(
+        pa.table({"user_id": vocab.user_ids[users], "movie_id": vocab.movie_ids[movies]}),
+        folder / "ratings.parquet",
+    )
+    pq.write_table(pa.table({"user_id": vocab.user_ids}), folder / "users.parquet")
+    return {
+        "checkpoint": str(ckpt_dir),
+        "sizes": [vocab.n_users, vocab.n_movies, int(users.size)],
+        "rank_mix": float(ckpt.model.rank_mix),
+    }
+
+
 # --- processes ----------------------------------------------------------------------------
 
 
@@ -317,20 +344,26 @@ def old_sources(ref: str, folder: Path) -> Path:
     return folder
 
 
+#: GNU time: ``-f %M`` writes the child's peak RSS in KiB. A child forked straight from
+#: this process would count this process's RSS at the fork as its own high-water mark.
+TIME = "/usr/bin/time"
+
+
 class Run:
-    """One child process: wall seconds, peak RSS (MiB), exit code."""
+    """One child process: wall seconds, peak RSS (MiB, from GNU time), exit code."""
 
     def __init__(self, argv: list[str], env: dict, cpus: list[int] | None) -> None:
-        t0 = time.perf_counter()
         preexec = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-        proc = subprocess.Popen(argv, env=env, preexec_fn=preexec)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        self.seconds = time.perf_counter() - t0
-        self.peak_rss_mib = usage.ru_maxrss / 1024
-        self.code = proc.returncode
-        if self.code != 0:
-            raise SystemExit(f"failed ({self.code}): {' '.join(argv)}")
+        with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+            t0 = time.perf_counter()
+            code = subprocess.run(
+                [TIME, "-f", "%M", "-o", rss.name, *argv], env=env, preexec_fn=preexec
+            ).returncode
+            self.seconds = time.perf_counter() - t0
+            self.peak_rss_mib = int(Path(rss.name).read_text().split()[-1]) / 1024
+        self.code = code
+        if code != 0:
+            raise SystemExit(f"failed ({code}): {' '.join(argv)}")
 
 
 def child_env(old_src: Path | None) -> dict:
@@ -420,18 +453,31 @@ def main() -> None:
     parser.add_argument("--skip-old", action="store_true")
     parser.add_argument("--skip-pairs", action="store_true")
     parser.add_argument("--repeat", type=int, default=1, help="runs of the new path; best kept")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="a rec-train output folder instead of the synthetic model: every user of it, "
+        "all its ratings (train, validation and test) excluded",
+    )
     args = parser.parse_args()
     scale = 1.0 if args.full else args.scale
     cpus = [int(c) for c in args.cpus.split(",")] if args.cpus else None
     n_cores = len(cpus) if cpus else len(os.sched_getaffinity(0))
-    root = RESULTS / "catalog_scale" / f"S{scale:g}"
+    if args.checkpoint is not None:
+        root = RESULTS / "catalog_scale" / f"trained_{args.checkpoint.resolve().name}"
+        info = checkpoint_inputs(args.checkpoint, root)
+        ckpt, label = args.checkpoint, f"trained_{args.checkpoint.resolve().name}"
+    else:
+        root = RESULTS / "catalog_scale" / f"S{scale:g}"
+        info = build_inputs(root, scale)
+        ckpt, label = root / "ckpt", f"S{scale:g}"
+    n_users, n_movies, n_ratings = info["sizes"]
     print(
-        f"catalog scale {scale:g}: {sizes(scale)[0]:,} users x {sizes(scale)[1]:,} movies, "
-        f"{sizes(scale)[2]:,} ratings excluded; building or reusing inputs in {root}"
+        f"catalog {label}: {n_users:,} users x {n_movies:,} movies, {n_ratings:,} ratings "
+        f"excluded; inputs in {root}"
     )
-    info = build_inputs(root, scale)
-    n_users, n_movies, _ = info["sizes"]
-    users, ratings, ckpt = root / "users.parquet", root / "ratings.parquet", root / "ckpt"
+    users, ratings = root / "users.parquet", root / "ratings.parquet"
     new_env = child_env(None)
     check_import_root(new_env, REPO)
     exports = {}
@@ -446,7 +492,7 @@ def main() -> None:
     stamp.write_text(tree + "\n")
     if ran:
         exports["new"] = ran.seconds
-    results: dict = {"scale": scale, "inputs": info, "cores": n_cores, "threads": args.threads}
+    results: dict = {"inputs": info, "cores": n_cores, "threads": args.threads}
     rows = []
     total_pairs = n_users * n_movies
 
@@ -524,7 +570,7 @@ def main() -> None:
             f"{tiny.seconds:.1f} s",
         )
     results["export_seconds"] = exports
-    out = RESULTS / f"catalog_scale_S{scale:g}.json"
+    out = RESULTS / f"catalog_scale_{label}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
 
     print(
