@@ -198,8 +198,8 @@ class CatalogNet(nn.Module):
     ``user_idx``) get ``-inf``; ``TopK`` keeps the ``k`` highest bounds. The scorer scores
     candidates through the pairs graph until no other movie can reach the K-th best.
 
-    A model whose only movie-dependent term is the MLP (the seed network) would get the
-    same bound for every movie, so its graph computes the exact rank score instead.
+    A model without factors and ranking head (the seed network) would get the same bound
+    for nearly every movie, so its graph computes the exact rank score instead.
     """
 
     def __init__(self, model: RecommenderNet) -> None:
@@ -208,7 +208,8 @@ class CatalogNet(nn.Module):
         self.config = c = pairs.config
         self.n_movies = c.n_movies
         self.has_mlp, self.has_dot, self.has_rank = pairs.has_mlp, pairs.has_dot, pairs.has_rank
-        self.exact = self.has_mlp and not (self.has_dot or self.has_rank)
+        # the MLP alone tells movies apart (the dot columns hold only biases): exact
+        self.exact = self.has_mlp and not (self.has_rank or c.factors)
         self.bound = "exact" if self.exact else "interval"
         self.call_pairs = EXACT_CALL_PAIRS if self.exact else BOUND_CALL_PAIRS
         mix = float(pairs.rank_mix) if self.has_rank else 1.0
@@ -217,8 +218,11 @@ class CatalogNet(nn.Module):
         if self.has_mlp:
             self.user_mlp = pairs.user_mlp
             self.rest = pairs.rest
-        if self.exact:
+        if self.exact:  # the rank score is the rating: MLP + dot columns (biases)
             self.movie_mlp = pairs.movie_mlp
+            if self.has_dot:
+                self.user_dot = pairs.user_dot
+                self.movie_dot_t = _frozen(pairs.movie_dot.T)
             return
         if self.has_mlp:
             for module in self.rest:
@@ -257,7 +261,10 @@ class CatalogNet(nn.Module):
         """The exact rank score of every user in ``user_idx`` x every movie, ``[B, N]``:
         the broadcast MLP (the bound of a graph with ``exact`` set)."""
         first = F.embedding(user_idx, self.user_mlp).unsqueeze(1) + self.movie_mlp.unsqueeze(0)
-        return self._rating(self.rest(first).squeeze(-1))
+        z = self.rest(first).squeeze(-1)
+        if self.has_dot:
+            z = z + F.embedding(user_idx, self.user_dot) @ self.movie_dot_t
+        return self._rating(z)
 
     def mlp_bounds(self, user_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(low, high)`` ``[B, 1]``: the MLP's range for each user over the box of every

@@ -110,3 +110,44 @@ def test_catalog_net_bound_is_tight_where_the_mlp_barely_varies():
         bound = net.upper_bounds(users)
         _, want = model.predict_with_rank(users.repeat_interleave(11), torch.arange(11).repeat(9))
     torch.testing.assert_close(bound.reshape(-1), want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["seed", "everything"])
+def test_exported_catalog_graph_gives_the_torch_bounds(name, tmp_path):
+    """Both kinds of catalog graph through onnxruntime: the exact one (the seed network)
+    and the interval bound; exclusions as flat keys, the bounds highest first."""
+    import json
+
+    import onnxruntime as ort
+
+    from movierec.export.folding import CatalogNet
+    from movierec.export.onnx_export import export_catalog_onnx
+    from movierec.serve_batch import contract
+
+    net = CatalogNet(random_model(name, seed=3))
+    path = tmp_path / "catalog.onnx"
+    export_catalog_onnx(net, path, 11, 17, {})
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    meta = json.loads(session.get_modelmeta().custom_metadata_map[contract.META_CATALOG])
+    assert meta == {
+        "format": contract.CATALOG_FORMAT,
+        "movies": 11,
+        "bound": "exact" if name == "seed" else "interval",
+        "call_pairs": net.call_pairs,
+    }
+    users = np.array([8, 0, 3], dtype=np.int64)
+    excluded = np.array([0, 5, 11 + 2, 33 - 1], dtype=np.int64)
+    rows, bounds = session.run(
+        None,
+        {
+            contract.INPUT_USER: users,
+            contract.INPUT_EXCLUDED: excluded,
+            contract.INPUT_K: np.array(11, dtype=np.int64),
+        },
+    )
+    with torch.no_grad():
+        want = net.upper_bounds(torch.from_numpy(users)).numpy()
+    want.reshape(-1)[excluded] = -np.inf
+    np.testing.assert_allclose(np.take_along_axis(want, rows, 1), bounds, atol=1e-5)
+    np.testing.assert_allclose(bounds, -np.sort(-want, axis=1), atol=1e-5)
+    assert np.isneginf(bounds[:, -2:]).sum() == 4 and np.isneginf(bounds).sum() == 4
