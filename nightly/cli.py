@@ -14,6 +14,7 @@ from movierec.nightly.config import (
     DEFAULT_TOP_K,
     NightlyConfig,
 )
+from movierec.serve_batch._config import RayOptions
 from movierec.serve_batch.cli_support import (
     EXIT_CODES_HELP,
     engine_options,
@@ -146,9 +147,9 @@ def cli(
     refit: bool,
     force: bool,
     engine: str,
-    ray_address: str | None,
-    workers: int | None,
-    threads_per_worker: int,
+    address: str | None,
+    actors: int | None,
+    threads_per_actor: int,
     quiet: bool,
     arch: str,
     **training: object,
@@ -178,10 +179,9 @@ def cli(
         max_ndcg_drop=max_ndcg_drop,
         refit=refit,
         force=force,
-        engine=engine,
-        ray_address=ray_address,
-        workers=workers,
-        threads_per_worker=threads_per_worker,
+        ray=RayOptions.for_engine(
+            engine, address=address, actors=actors, threads_per_actor=threads_per_actor
+        ),
         quiet=quiet,
     )
     result = run_nightly(config)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from movierec.serve_batch._config import ENGINES, ScoreConfig, check_config
+from movierec.serve_batch._config import RayOptions, ScoreJob
 from movierec.serve_batch.errors import UsageError
 from movierec.train.config import TrainConfig
 
@@ -40,11 +41,12 @@ class NightlyConfig:
     max_ndcg_drop: float = DEFAULT_MAX_NDCG_DROP
     refit: bool = True
     force: bool = False
-    engine: str = "local"
-    ray_address: str | None = None
-    workers: int | None = None
-    threads_per_worker: int = 1
+    ray: RayOptions | None = None  # None: score with the local engine
     quiet: bool = False
+
+    @property
+    def engine(self) -> str:
+        return "local" if self.ray is None else "ray"
 
     def check(self) -> None:
         """Refuse settings that cannot work, naming the option and the value received."""
@@ -56,23 +58,15 @@ class NightlyConfig:
             value = getattr(self, name)
             if not value >= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be 0 or more, got {value!r}")
-        if self.engine not in ENGINES:
-            raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         # the scoring stage's checks, now rather than after training
-        check_config(
-            ScoreConfig(
-                input=self.users or Path("users.parquet"),
-                output=Path("recommendations.parquet"),
-                all_movies=True,
-                top_k=self.top_k,
-                engine=self.engine,
-                ray_address=self.ray_address,
-                workers=self.workers,
-                threads_per_worker=self.threads_per_worker,
-            )
+        ScoreJob(
+            input=self.users or Path("users.parquet"),
+            output=Path("recommendations.parquet"),
+            all_movies=True,
+            top_k=self.top_k,
         )
-        if self.engine == "ray" and importlib.util.find_spec("ray") is None:
-            raise UsageError(f"--engine ray needs Ray: {RAY_HINT}")
+        if self.ray is not None and importlib.util.find_spec("ray") is None:
+            raise UsageError(f"{{engine}} ray needs Ray: {RAY_HINT}", params=("engine",))
         self.train.check()
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,7 +77,10 @@ class NightlyConfig:
             if isinstance(value, TrainConfig):
                 value = value.to_dict()
                 value.pop("artifacts")  # each run trains in its own scratch folder
+            elif isinstance(value, RayOptions):
+                value = dataclasses.asdict(value)
             elif isinstance(value, Path):
                 value = str(value)
             out[name] = value
+        out["engine"] = self.engine
         return out

@@ -34,7 +34,7 @@ from movierec.nightly._home import Home, signals_held
 from movierec.nightly._lock import hold_lock
 from movierec.nightly._stages import StageLog, process_peak_rss_mib
 from movierec.nightly.config import NightlyConfig
-from movierec.serve_batch import ScoreConfig, contract, score_catalog
+from movierec.serve_batch import RuntimeOptions, ScoreConfig, ScoreJob, contract, score_catalog
 from movierec.serve_batch.atomic import atomic_path
 from movierec.serve_batch.errors import ArtifactError, GateRefused, Interrupted
 
@@ -224,25 +224,19 @@ class _Run:
             )
             rated = write_all_ratings(work / "rated.parquet", split)
             score_config = ScoreConfig(
-                input=users,
-                output=home.table(version),
-                artifacts=home.model_dir(version),
-                all_movies=True,
-                exclude=rated,
-                top_k=cfg.top_k,
-                titles=cfg.titles,
-                quiet=cfg.quiet,
-                engine=cfg.engine,
-                ray_address=cfg.ray_address,
-                workers=cfg.workers,
-                threads_per_worker=cfg.threads_per_worker,
+                job=ScoreJob(
+                    input=users,
+                    output=home.table(version),
+                    artifacts=home.model_dir(version),
+                    all_movies=True,
+                    exclude=rated,
+                    top_k=cfg.top_k,
+                    titles=cfg.titles,
+                ),
+                runtime=RuntimeOptions(quiet=cfg.quiet),
+                ray=cfg.ray,
             )
-            if cfg.engine == "ray":
-                from movierec.serve_batch._ray import score_with_ray  # optional extra
-
-                manifest = score_with_ray(score_config)
-            else:
-                manifest = score_catalog(score_config)
+            manifest = score_catalog(score_config)  # on the engine the configuration names
         rows = {
             "path": str(home.table(version)),
             "rows": manifest["rows_written"],

@@ -85,14 +85,14 @@ class Artifacts:
         catalog_path: Path | None = None,
         threads: int | None = None,
         graph_opt: str = "all",
-        workers: int = 1,
+        parallel_calls: int = 1,
         run_rows: int | None = None,
         intra_op_threads: int | None = None,
         titles: dict[int, str] | None = None,
     ) -> None:
         self._session = session
         #: Threads that run onnxruntime calls side by side (each call single-threaded).
-        self.workers = workers
+        self.parallel_calls = parallel_calls
         #: Pairs per onnxruntime call at most.
         self.run_rows = run_rows or _session.RUN_ROWS
         #: onnxruntime intra-op threads of the session (None: onnxruntime's default).
@@ -225,7 +225,10 @@ class Artifacts:
                 rank_scores=ranks,
             )
         if on_unknown == "error":
-            raise DataError(describe_unknown(users, unknown_user, movies, unknown_movie))
+            raise DataError(
+                describe_unknown(users, unknown_user, movies, unknown_movie),
+                params=("on_unknown",),
+            )
         if on_unknown == "skip":
             ratings, ranks = self.predict_rows(user_rows[both], movie_rows[both], batch_size)
             return Prediction(
@@ -265,7 +268,8 @@ class Artifacts:
         self, user_rows: np.ndarray, movie_rows: np.ndarray, batch_size: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """Run the graph on embedding rows: calls of at most ``batch_size`` pairs (and of
-        the session's measured call size, ``run_rows``), spread over ``workers`` threads.
+        the session's measured call size, ``run_rows``), spread over ``parallel_calls``
+        threads.
 
         Returns float32 ``(ratings, rank_scores)``; the two are one array when the graph
         has no ``rank_score`` output.
@@ -300,12 +304,12 @@ class Artifacts:
                     ranks[start:stop] = got[1].reshape(-1)
 
         calls = -(-n // step)
-        if self.workers > 1 and calls > 1:
+        if self.parallel_calls > 1 and calls > 1:
             # One contiguous span of whole calls per thread, one task each: a task per call
             # cost a fifth of the throughput in scheduling (bench/score.py's bare loop, 2
             # cores, 1024 pairs per call: 4.39M pairs/s with a task per call, 5.45M with a
             # span per thread).
-            spans = min(self.workers, calls)
+            spans = min(self.parallel_calls, calls)
             bounds = [min(n, step * (calls * i // spans)) for i in range(spans + 1)]
             tasks = [
                 self._thread_pool().submit(run_span, a, b)
@@ -339,7 +343,7 @@ class Artifacts:
 
     def _thread_pool(self) -> ThreadPoolExecutor:
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="movierec-ort")
+            self._pool = ThreadPoolExecutor(self.parallel_calls, thread_name_prefix="movierec-ort")
         return self._pool
 
 
@@ -351,6 +355,7 @@ def load_artifacts(
     graph_opt: str = "all",
     catalog_path: Path | None = None,
     use_catalog: bool = True,
+    parallelism: str = "calls",
 ) -> Artifacts:
     """Load and cross-check a model and its ID mapping; ``ArtifactError`` if they disagree.
 
@@ -358,13 +363,14 @@ def load_artifacts(
     ``contract.FORMAT_VERSION``, and a mapping whose SHA-256 differs from the one the
     exporter recorded in the model (so a model never scores with another run's IDs).
     ``threads``: CPU threads for scoring (None or 0: one per core); by default that many
-    single-threaded onnxruntime calls run side by side (``movierec.serve_batch._session``).
+    single-threaded onnxruntime calls run side by side (``parallelism="calls"``; "intra"
+    gives one call that many intra-op threads).
     ``catalog_path``: the catalog graph (default: ``catalog.onnx`` beside the model, if
     there is one); ``use_catalog=False`` ignores it (catalog mode then scores every pair
     through the model).
     """
     model_path, mapping_path = Path(model_path), Path(mapping_path)
-    intra_op, workers = session_threads(threads)
+    intra_op, calls = session_threads(threads, parallelism)
     try:
         loaded = _load_matching(model_path, mapping_path, intra_op, graph_opt)
     except _MappingMismatch:
@@ -402,7 +408,7 @@ def load_artifacts(
         catalog_path=_find_catalog(model_path, catalog_path) if use_catalog else None,
         threads=threads,
         graph_opt=graph_opt,
-        workers=workers,
+        parallel_calls=calls,
         intra_op_threads=intra_op,
     )
 
@@ -469,7 +475,7 @@ def describe_unknown(
     return (
         f"{int(bad.sum())} of {bad.size} pairs have IDs missing from the ID mapping: "
         f"{'; '.join(parts)}; first at row {first_row} (0-based). "
-        "Use --unknown fallback or --unknown skip to score or drop them"
+        "Use {on_unknown} fallback or {on_unknown} skip to score or drop them"
     )
 
 
@@ -496,7 +502,7 @@ def _as_id_array(values: Any, name: str) -> np.ndarray:
 def _read_artifact(path: Path, what: str) -> bytes:
     if not path.is_file():
         raise ArtifactError(
-            f"{what} not found: {path} (run rec-export, or pass --artifacts DIR holding "
+            f"{what} not found: {path} (run rec-export, or give the artifacts folder holding "
             f"{contract.MODEL_FILE} and {contract.MAPPING_FILE})"
         )
     try:

@@ -1,9 +1,17 @@
-"""The one configuration object of a scoring run (built by the CLI, read by the library)."""
+"""The configuration of a scoring run, in three parts validated where they are built:
+
+* :class:`ScoreJob`: what to score and where the results go (the same whatever runs it);
+* :class:`RuntimeOptions`: how this process scores (batch size, threads, onnxruntime);
+* :class:`RayOptions`: the Ray engine's cluster and actors (``None``: the local engine).
+
+:class:`ScoreConfig` holds the three; the CLI builds it and the library only reads it.
+Errors name parameters as Python spells them (``top_k``); ``rec-score`` shows its flags.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,24 +20,37 @@ from movierec.serve_batch.errors import UsageError
 
 #: What to do with a pair whose user or movie is absent from the ID mapping.
 UNKNOWN_POLICIES = ("fallback", "skip", "error")
-#: ``--graph-opt`` values, mapped to onnxruntime's GraphOptimizationLevel.
+#: ``graph_opt`` values, mapped to onnxruntime's GraphOptimizationLevel.
 GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "all")
 #: Rows per record batch read, scored and written together (onnxruntime calls take at
 #: most ``movierec.serve_batch._session.RUN_ROWS`` of them at a time).
 DEFAULT_BATCH_SIZE = 65536
-#: Top-k of catalog mode when ``--top-k`` is not given.
+#: Top-k of catalog mode when ``top_k`` is not given.
 DEFAULT_CATALOG_TOP_K = 10
-#: ``--engine`` values: this process, or a Ray Data job (``movierec.serve_batch._ray``).
+#: Engines: this process, or a Ray Data job (``movierec.serve_batch._ray``).
 ENGINES = ("local", "ray")
+#: How the scoring threads are used: "calls" runs that many single-threaded onnxruntime
+#: calls side by side; "intra" gives one call that many intra-op threads. Measured on 2
+#: cores (bench/tune_ort.py): 2 calls side by side 5.55-6.19 M pairs/s, 2 intra-op
+#: threads 2.49-4.42 (1024-65536 pairs per call), 1 thread 3.07-3.60.
+PARALLELISM = ("calls", "intra")
+
+
+def _refuse(template: str, *params: str) -> UsageError:
+    return UsageError(template, params=params)
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise _refuse(f"{{{name}}} must be one of {', '.join(allowed)}, got {value!r}", name)
 
 
 @dataclass(frozen=True)
-class ScoreConfig:
-    """Everything one ``rec-score`` run needs; saved verbatim in the run manifest.
+class ScoreJob:
+    """What one scoring run reads and writes; the outputs do not depend on anything else.
 
-    ``threads=0``: one scoring thread per core (each runs single-threaded onnxruntime
-    calls; measured faster than intra-op threads, see ``movierec.serve_batch._session``).
-    ``top_k=None`` means no top-k table in pairs mode and 10 in catalog mode.
+    ``top_k=None``: no top-k table in pairs mode, ``DEFAULT_CATALOG_TOP_K`` in catalog
+    mode (``all_movies``). ``titles`` adds a title column to the top-k table.
     """
 
     input: Path
@@ -40,101 +61,193 @@ class ScoreConfig:
     top_k: int | None = None
     top_k_output: Path | None = None
     on_unknown: str = "fallback"
-    batch_size: int = DEFAULT_BATCH_SIZE
-    threads: int = 0
-    graph_opt: str = "all"
-    quiet: bool = False
     all_movies: bool = False
     exclude: Path | None = None
-    # top-k tables gain a title column from the ID mapping
     titles: bool = False
-    # --engine ray only: cluster address (None: a local Ray instance), actors (None: as
-    # many as the cluster's CPUs allow) and onnxruntime threads per actor
-    engine: str = "local"
-    ray_address: str | None = None
-    workers: int | None = None
-    threads_per_worker: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("input", "output", "artifacts", "top_k_output", "exclude"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
+        _choice("on_unknown", self.on_unknown, UNKNOWN_POLICIES)
+        if self.top_k is not None and self.top_k < 1:
+            raise _refuse(f"{{top_k}} must be at least 1, got {self.top_k}", "top_k")
+        if self.user_col == self.movie_col:
+            raise _refuse(
+                f"{{user_col}} and {{movie_col}} are both {self.user_col!r}",
+                "user_col",
+                "movie_col",
+            )
+        if self.all_movies:
+            if self.top_k_output is not None:
+                raise _refuse(
+                    "{top_k_output} does not apply to {all_movies}: {output} is the top-k table",
+                    "top_k_output",
+                    "all_movies",
+                    "output",
+                )
+            return
+        if self.exclude is not None:
+            raise _refuse(
+                "{exclude} only applies to catalog mode ({all_movies})", "exclude", "all_movies"
+            )
+        if self.top_k_output is not None and self.top_k is None:
+            raise _refuse("{top_k_output} needs {top_k}", "top_k_output", "top_k")
+        if self.titles and self.top_k is None:
+            raise _refuse(
+                "{titles} adds a column to the top-k table: it needs {top_k}", "titles", "top_k"
+            )
+
+    @property
+    def k(self) -> int | None:
+        """K of the top-k table (catalog mode always has one)."""
+        if self.all_movies:
+            return self.top_k or DEFAULT_CATALOG_TOP_K
+        return self.top_k
 
     @property
     def model_path(self) -> Path:
-        return Path(self.artifacts) / contract.MODEL_FILE
+        return self.artifacts / contract.MODEL_FILE
 
     @property
     def mapping_path(self) -> Path:
-        return Path(self.artifacts) / contract.MAPPING_FILE
+        return self.artifacts / contract.MAPPING_FILE
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How this process scores; none of it changes a result.
+
+    ``threads=0``: one scoring thread per core. ``parallelism="calls"`` runs that many
+    single-threaded onnxruntime calls side by side (measured faster than intra-op
+    threads, see :data:`PARALLELISM`). ``overlap_io`` reads the input ahead and writes
+    the output on threads of their own while batches are scored (bench/score.py).
+    """
+
+    batch_size: int = DEFAULT_BATCH_SIZE
+    threads: int = 0
+    graph_opt: str = "all"
+    parallelism: str = "calls"
+    overlap_io: bool = True
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise _refuse(f"{{batch_size}} must be at least 1, got {self.batch_size}", "batch_size")
+        if self.threads < 0:
+            raise _refuse(
+                f"{{threads}} must be 0 (one per core) or more, got {self.threads}", "threads"
+            )
+        _choice("graph_opt", self.graph_opt, GRAPH_OPT_LEVELS)
+        _choice("parallelism", self.parallelism, PARALLELISM)
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """The Ray engine: the cluster (``address`` None: ``$RAY_ADDRESS``, else a local
+    instance), the scoring ``actors`` (None: as many as the cluster's CPUs allow) and the
+    onnxruntime threads (and CPUs reserved) of each."""
+
+    address: str | None = None
+    actors: int | None = None
+    threads_per_actor: int = 1
+    #: rows one read task takes (whole Parquet row groups, so at least one); a read
+    #: task's blocks go to one actor at a time, so row groups and files set the
+    #: parallelism of pairs mode
+    rows_per_task: int = 1 << 18
+
+    @classmethod
+    def for_engine(cls, engine: str, **options: Any) -> RayOptions | None:
+        """The Ray options of ``engine`` ("ray"), or None for the local engine, which
+        refuses any option of Ray's set to other than its default."""
+        _choice("engine", engine, ENGINES)
+        if engine == "ray":
+            return cls(**options)
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        given = [name for name, value in options.items() if value != defaults[name]]
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            names = ", ".join("{" + g + "}" for g in given)
+            raise _refuse(f"{names} only {verb} to {{engine}} ray", *given, "engine")
+        return None
+
+    def __post_init__(self) -> None:
+        if self.actors is not None and self.actors < 1:
+            raise _refuse(f"{{actors}} must be at least 1, got {self.actors}", "actors")
+        if self.rows_per_task < 1:
+            raise _refuse(
+                f"{{rows_per_task}} must be at least 1, got {self.rows_per_task}", "rows_per_task"
+            )
+        if self.threads_per_actor < 1:
+            raise _refuse(
+                f"{{threads_per_actor}} must be at least 1, got {self.threads_per_actor}",
+                "threads_per_actor",
+            )
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Everything one ``rec-score`` run needs; saved in the run manifest.
+
+    ``ray`` None runs the local engine; :class:`RayOptions` runs a Ray Data job.
+    """
+
+    job: ScoreJob
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+    ray: RayOptions | None = None
+
+    def __post_init__(self) -> None:
+        if self.ray is not None and self.runtime.threads:
+            raise _refuse(
+                "{threads} sets the local engine's onnxruntime threads; with the Ray engine "
+                "use {threads_per_actor} (and {actors})",
+                "threads",
+                "threads_per_actor",
+                "actors",
+            )
+
+    @classmethod
+    def build(
+        cls, input: Path | str, output: Path | str, *, engine: str = "local", **options: Any
+    ) -> ScoreConfig:
+        """A configuration from keyword options, each routed to its part (``top_k`` to the
+        job, ``threads`` to the runtime, ``actors`` to the Ray options, ...). Options of
+        the Ray engine need ``engine="ray"``."""
+        _choice("engine", engine, ENGINES)
+        parts: dict[type, dict[str, Any]] = {ScoreJob: {}, RuntimeOptions: {}, RayOptions: {}}
+        owner = {f.name: kind for kind in parts for f in dataclasses.fields(kind)}
+        for name, value in options.items():
+            if name not in owner or name in ("input", "output"):
+                raise UsageError(
+                    f"unknown scoring option {name!r}; expected one of {', '.join(sorted(owner))}"
+                )
+            parts[owner[name]][name] = value
+        return cls(
+            job=ScoreJob(input=Path(input), output=Path(output), **parts[ScoreJob]),
+            runtime=RuntimeOptions(**parts[RuntimeOptions]),
+            ray=RayOptions.for_engine(engine, **parts[RayOptions]),
+        )
+
+    @property
+    def engine(self) -> str:
+        return "local" if self.ray is None else "ray"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready copy (paths as strings) for the manifest."""
+
+        def plain(part: Any) -> dict[str, Any] | None:
+            if part is None:
+                return None
+            return {
+                f.name: (str(v) if isinstance(v, Path) else v)
+                for f in dataclasses.fields(part)
+                for v in [getattr(part, f.name)]
+            }
+
         return {
-            f.name: (str(v) if isinstance(v, Path) else v)
-            for f in dataclasses.fields(self)
-            for v in [getattr(self, f.name)]
+            "job": plain(self.job),
+            "runtime": plain(self.runtime),
+            "engine": self.engine,
+            "ray": plain(self.ray),
         }
-
-
-def check_config(config: ScoreConfig) -> None:
-    """Refuse settings that cannot work, naming the option (the CLI already checks most)."""
-    if config.on_unknown not in UNKNOWN_POLICIES:
-        raise UsageError(
-            f"--unknown must be one of {', '.join(UNKNOWN_POLICIES)}, got {config.on_unknown!r}"
-        )
-    if config.graph_opt not in GRAPH_OPT_LEVELS:
-        raise UsageError(
-            f"--graph-opt must be one of {', '.join(GRAPH_OPT_LEVELS)}, got {config.graph_opt!r}"
-        )
-    if config.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
-    if config.threads < 0:
-        raise UsageError(f"--threads must be 0 (one per core) or more, got {config.threads}")
-    if config.top_k is not None and config.top_k < 1:
-        raise UsageError(f"--top-k must be at least 1, got {config.top_k}")
-    if config.user_col == config.movie_col:
-        raise UsageError(f"--user-col and --movie-col are both {config.user_col!r}")
-    _check_engine(config)
-    if config.all_movies:
-        if config.top_k_output is not None:
-            raise UsageError(
-                "--top-k-output does not apply to --all-movies: OUTPUT is the top-k table"
-            )
-    else:
-        if config.exclude is not None:
-            raise UsageError("--exclude only applies to catalog mode (--all-movies)")
-        if config.top_k_output is not None and config.top_k is None:
-            raise UsageError("--top-k-output needs --top-k K")
-        if config.titles and config.top_k is None:
-            raise UsageError("--titles adds a column to the top-k table: it needs --top-k K")
-
-
-def _check_engine(config: ScoreConfig) -> None:
-    if config.engine not in ENGINES:
-        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {config.engine!r}")
-    if config.engine == "ray":
-        if config.workers is not None and config.workers < 1:
-            raise UsageError(f"--workers must be at least 1, got {config.workers}")
-        if config.threads_per_worker < 1:
-            raise UsageError(
-                f"--threads-per-worker must be at least 1, got {config.threads_per_worker}"
-            )
-        if config.threads:
-            raise UsageError(
-                "--threads sets the local engine's onnxruntime threads; with --engine ray "
-                "use --threads-per-worker (and --workers)"
-            )
-        return
-    given = [
-        name
-        for name, is_set in (
-            ("--ray-address", config.ray_address is not None),
-            ("--workers", config.workers is not None),
-            ("--threads-per-worker", config.threads_per_worker != 1),
-        )
-        if is_set
-    ]
-    if given:
-        verb = "applies" if len(given) == 1 else "apply"
-        raise UsageError(f"{', '.join(given)} only {verb} to --engine ray")
-    for role, path in (("INPUT", config.input), ("--exclude", config.exclude)):
-        if path is not None and Path(path).is_dir():
-            raise UsageError(
-                f"{path}: {role} is a folder; folders of Parquet files need --engine ray"
-            )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -36,8 +37,14 @@ def detect_format(path: Path, role: str) -> str:
         if name.endswith(ending) and len(name) > len(ending):
             return fmt
     raise UsageError(
-        f"{path}: unsupported {role} file type; use one of {', '.join(sorted(FORMATS))}"
+        f"{path}: unsupported {role} file type; use one of {', '.join(sorted(FORMATS))}",
+        params=role_params(role),
     )
+
+
+def role_params(role: str) -> tuple[str, ...]:
+    """The parameters a role names, e.g. ``"{input}"`` (the CLI shows ``INPUT``)."""
+    return tuple(re.findall(r"\{(\w+)\}", role))
 
 
 def insert_before_extension(path: Path, tag: str) -> Path:
@@ -53,15 +60,16 @@ def check_input_file(path: Path, role: str) -> None:
     """Clear errors for a missing, non-regular or 0-byte input."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path}: {role} file not found")
+        raise DataError(f"{path}: {role} file not found", params=role_params(role))
     if not path.is_file():
-        raise DataError(f"{path}: {role} is not a regular file")
+        raise DataError(f"{path}: {role} is not a regular file", params=role_params(role))
     if path.stat().st_size == 0:
-        raise DataError(f"{path}: {role} file is empty (0 bytes)")
+        raise DataError(f"{path}: {role} file is empty (0 bytes)", params=role_params(role))
 
 
 def check_distinct_paths(inputs: list[Path | None], outputs: list[Path | None]) -> None:
-    """Refuse writing onto an input, or two outputs onto one file."""
+    """Refuse writing onto an input, two outputs onto one path, or an output inside an
+    input folder (or the reverse)."""
     read = {Path(p).resolve() for p in inputs if p is not None}
     written: set[Path] = set()
     for p in outputs:
@@ -72,6 +80,8 @@ def check_distinct_paths(inputs: list[Path | None], outputs: list[Path | None]) 
             raise UsageError(f"{p}: an output path cannot be one of the input files")
         if key in written:
             raise UsageError(f"{p}: two outputs would be written to this one path")
+        if any(a in key.parents or key in a.parents for a in read):
+            raise UsageError(f"{p}: an output cannot be inside an input folder, or hold one")
         written.add(key)
 
 
@@ -149,7 +159,8 @@ def _check_columns(path: Path, schema: pa.Schema, columns: Sequence[str]) -> Non
     if missing:
         raise DataError(
             f"{path}: no column {missing[0]!r}; columns found: {', '.join(schema.names)} "
-            "(choose the ID columns with --user-col / --movie-col)"
+            "(choose the ID columns with {user_col} / {movie_col})",
+            params=("user_col", "movie_col"),
         )
 
 
@@ -354,3 +365,232 @@ class Prefetch:
             while True:
                 self._queue.get_nowait()
         self._thread.join()
+
+
+# --- inputs: a file, a folder of Parquet files, or a table in memory --------------------
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: Path
+    fmt: str
+    rows: int | None  # None: a CSV file (unknown until read)
+
+
+@dataclass(frozen=True)
+class Block:
+    """Rows of an input, ID columns converted to int64, and the input row of the first."""
+
+    table: pa.RecordBatch | pa.Table
+    first_row: int
+
+
+@dataclass(frozen=True)
+class FilePart:
+    """Some rows of one file: the whole file, or a run of its Parquet row groups."""
+
+    path: Path
+    fmt: str
+    row_groups: tuple[int, ...] | None  # None: the whole file
+    file_row: int  # row in the file of the part's first row (for error messages)
+    input_row: int  # row in the whole input of the part's first row
+    rows: int | None
+
+
+@dataclass(frozen=True)
+class TablePart:
+    """A table held in memory (the Python API's input)."""
+
+    table: pa.Table
+    label: str
+    input_row: int = 0
+
+    @property
+    def rows(self) -> int:
+        return self.table.num_rows
+
+
+@dataclass(frozen=True)
+class Input:
+    """An opened input: its columns, its parts in order, and its row count if known."""
+
+    label: str
+    schema: pa.Schema
+    parts: tuple[FilePart | TablePart, ...]
+    files: tuple[InputFile, ...] = ()
+
+    @property
+    def num_rows(self) -> int | None:
+        rows = [p.rows for p in self.parts]
+        return None if any(r is None for r in rows) else sum(rows)
+
+    def locate(self, row: int | None) -> str:
+        """For a folder: which file holds input row ``row`` (empty otherwise)."""
+        if row is None or len(self.files) < 2:
+            return ""
+        start = 0
+        for f in self.files:
+            if f.rows is not None and row < start + f.rows:
+                return f" (that is {f.path} row {row - start})"
+            start += f.rows or 0
+        return ""
+
+
+def input_files(path: Path, role: str) -> list[InputFile]:
+    """A file (Parquet or CSV, by its ending), or a folder's ``*.parquet`` files (below it
+    too, hidden and ``_``-prefixed names skipped) in name order."""
+    path = Path(path)
+    if not path.is_dir():
+        fmt = detect_format(path, role)
+        check_input_file(path, role)
+        return [InputFile(path, fmt, _parquet_rows(path) if fmt == "parquet" else None)]
+    found = sorted(
+        p
+        for p in path.rglob("*.parquet")
+        if p.is_file() and not any(s.startswith((".", "_")) for s in p.relative_to(path).parts)
+    )
+    if not found:
+        raise DataError(f"{path}: {role} folder holds no .parquet files", params=role_params(role))
+    return [InputFile(p, "parquet", _parquet_rows(p)) for p in found]
+
+
+def open_input(
+    path: Path,
+    role: str,
+    columns: Sequence[str],
+    *,
+    part_rows: int | None = None,
+    only_columns: bool = False,
+) -> Input:
+    """Open a file or folder INPUT: check that ``columns`` exist and that every file of a
+    folder has the first one's columns and types (ID columns may differ: they become
+    int64). ``part_rows``: cut Parquet files into runs of row groups of about that many
+    rows (one per worker task); None: one part per file."""
+    files = input_files(path, role)
+    first = files[0]
+    reader = open_table(first.path, first.fmt, columns=columns, batch_size=1024)
+    schema = reader.schema
+    if only_columns:
+        schema = pa.schema([schema.field(c) for c in columns])
+    else:
+        _check_same_schema(files, schema, columns)
+    parts: list[FilePart] = []
+    input_row = 0
+    for f in files:
+        if f.fmt != "parquet" or part_rows is None:
+            parts.append(FilePart(f.path, f.fmt, None, 0, input_row, f.rows))
+        else:
+            parts += _row_group_parts(f, part_rows, input_row)
+        input_row += f.rows or 0
+    return Input(str(path), schema, tuple(parts), tuple(files))
+
+
+def table_input(table: pa.Table, label: str, columns: Sequence[str]) -> Input:
+    """An in-memory table as an input (``label`` names it in error messages)."""
+    _check_columns(Path(label), table.schema, columns)
+    return Input(label, table.schema, (TablePart(table, label),))
+
+
+def read_blocks(
+    part: FilePart | TablePart,
+    columns: Sequence[str],
+    kinds: Sequence[str],
+    batch_size: int,
+    *,
+    only_columns: bool = False,
+) -> Iterator[Block]:
+    """The part's rows in blocks of at most ``batch_size``, each ID column (``columns``,
+    of ``kinds`` "user"/"movie") checked and converted to int64; errors name the file
+    (or table), the column and the row."""
+    from movierec.serve_batch._ids import convert_id_column
+
+    if isinstance(part, TablePart):
+        table = part.table.select(list(columns)) if only_columns else part.table
+        source, file_row = part.label, part.input_row
+        batches: Iterator[pa.RecordBatch] = iter(
+            table.combine_chunks().to_batches(max_chunksize=batch_size)
+        )
+    else:
+        source, file_row = str(part.path), part.file_row
+        if part.row_groups is None:
+            reader = open_table(
+                part.path,
+                part.fmt,
+                columns=columns,
+                batch_size=batch_size,
+                only_columns=only_columns,
+            )
+        else:
+            pf = pq.ParquetFile(part.path)
+            batches = pf.iter_batches(
+                batch_size=batch_size,
+                row_groups=list(part.row_groups),
+                columns=list(columns) if only_columns else None,
+            )
+            reader = TableReader(part.path, pf.schema_arrow, part.rows, batches)
+        batches = reader.iter_batches()
+    done = 0
+    for batch in batches:
+        n = batch.num_rows
+        if n == 0:
+            continue
+        arrays, fields = batch.columns, list(batch.schema)
+        for name, kind in zip(columns, kinds, strict=True):
+            i = batch.schema.get_field_index(name)
+            ids = convert_id_column(
+                arrays[i], source=source, name=name, kind=kind, row_offset=file_row + done
+            )
+            arrays[i] = _int64_column(arrays[i], ids)
+            fields[i] = pa.field(name, pa.int64())
+        yield Block(
+            pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields)), part.input_row + done
+        )
+        done += n
+
+
+def _int64_column(original: pa.Array, values) -> pa.Array:
+    """``values`` as an Arrow int64 column; the original itself where it already is one."""
+    from movierec.serve_batch._arrow import from_numpy
+
+    if original.type == pa.int64() and original.null_count == 0:
+        return original
+    return from_numpy(values, "int64")
+
+
+def _row_group_parts(f: InputFile, part_rows: int, input_row: int) -> list[FilePart]:
+    meta = pq.ParquetFile(f.path).metadata
+    sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    parts, groups = [], []
+    start = rows = 0  # first row in the file and rows of the part being formed
+    for g, n in enumerate(sizes):
+        if n:
+            groups.append(g)
+            rows += n
+        if groups and (rows >= part_rows or g == len(sizes) - 1):
+            parts.append(FilePart(f.path, "parquet", tuple(groups), start, input_row + start, rows))
+            start, groups, rows = start + rows, [], 0
+    return parts
+
+
+def _parquet_rows(path: Path) -> int:
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{path}: not a readable Parquet file ({_first_line(exc)})") from exc
+
+
+def _check_same_schema(files: list[InputFile], schema: pa.Schema, ids: Sequence[str]) -> None:
+    want = [(f.name, None if f.name in ids else f.type) for f in schema]
+    for f in files[1:]:
+        got = [
+            (x.name, None if x.name in ids else x.type) for x in pq.ParquetFile(f.path).schema_arrow
+        ]
+        if got != want:
+            diff = next(
+                (f"{a} vs {b}" for a, b in zip(want, got, strict=False) if a != b),
+                f"{len(want)} vs {len(got)} columns",
+            )
+            raise DataError(
+                f"{f.path}: its columns differ from {files[0].path} ({diff}); every Parquet "
+                "file of a folder needs the same columns and types"
+            )

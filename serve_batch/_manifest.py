@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import platform
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
@@ -37,9 +36,15 @@ def build_manifest(
     rows_read: int,
     rows_written: int,
     details: dict[str, Any],
+    engine: dict[str, Any],
 ) -> dict[str, Any]:
-    """Collect what a reader of the output needs to trust it: inputs, model, counts, speed."""
+    """Collect what a reader of the output needs to trust it: inputs, model, counts, speed.
+
+    ``engine``: what the executor reports (its name, for Ray the cluster and actors);
+    its ``runtime`` entry overrides the runtime section's (a Ray actor's threads)."""
     meta = arts.metadata
+    engine = dict(engine)
+    runtime = engine.pop("runtime", {})
     return {
         "tool": "rec-score",
         "mode": mode,
@@ -73,11 +78,13 @@ def build_manifest(
             "python": platform.python_version(),
             "providers": ["CPUExecutionProvider"],
             "intra_op_threads": arts.intra_op_threads,
-            "parallel_calls": arts.workers,
+            "parallel_calls": arts.parallel_calls,
             "pairs_per_call": arts.run_rows,
-            "graph_optimization": config.graph_opt,
+            "graph_optimization": config.runtime.graph_opt,
             "execution_mode": "sequential",
+            **runtime,
         },
+        "engine": engine,
         "elapsed_seconds": round(elapsed, 4),
         **rates(mode, elapsed, rows_read, details),
     }
@@ -103,34 +110,6 @@ def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         json.dump(manifest, fh, indent=2, allow_nan=False, default=_jsonable)
         fh.write("\n")
-
-
-class ErrorMetrics:
-    """Streaming RMSE/MAE of predictions against a ``rating`` column (nulls ignored)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._sq = 0.0
-        self._abs = 0.0
-
-    def add(self, truth: np.ndarray, predicted: np.ndarray) -> None:
-        ok = np.isfinite(truth)
-        if not ok.all():
-            truth, predicted = truth[ok], predicted[ok]
-        diff = np.abs(predicted.astype(np.float64) - truth)
-        self.count += int(diff.size)
-        self._abs += float(diff.sum())
-        # not np.dot: BLAS would wake its thread pool for every batch
-        self._sq += float(np.square(diff, out=diff).sum())
-
-    def to_dict(self) -> dict[str, Any]:
-        if not self.count:
-            return {"rows": 0, "rmse": None, "mae": None}
-        return {
-            "rows": self.count,
-            "rmse": math.sqrt(self._sq / self.count),
-            "mae": self._abs / self.count,
-        }
 
 
 def _package_version() -> str:

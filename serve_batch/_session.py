@@ -18,11 +18,6 @@ PROVIDERS = ["CPUExecutionProvider"]
 #: 4096: 4.82-7.03; 512: 4.92-5.49 (one thread: 2048 best, 3.50-3.90). rec-score end to
 #: end, 10M pairs, best of 4: 2048 4.09 M pairs/s; 1024 3.80; 4096 4.04.
 RUN_ROWS = 2048
-#: How the scoring threads are used: "calls" runs that many single-threaded onnxruntime
-#: calls side by side; "intra" gives one call that many intra-op threads. Measured on 2
-#: cores (bench/tune_ort.py): 2 calls side by side 5.55-6.19 M pairs/s, 2 intra-op
-#: threads 2.49-4.42 (1024-65536 pairs per call), 1 thread 3.07-3.60.
-PARALLELISM = "calls"
 
 
 def available_cores() -> int:
@@ -33,10 +28,11 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def session_threads(threads: int | None) -> tuple[int, int]:
-    """``(intra-op threads, side-by-side calls)`` for ``threads`` (0/None: every core)."""
+def session_threads(threads: int | None, parallelism: str = "calls") -> tuple[int, int]:
+    """``(intra-op threads, side-by-side calls)`` for ``threads`` (0/None: every core);
+    ``parallelism``: "calls" or "intra" (``movierec.serve_batch._config.PARALLELISM``)."""
     n = int(threads) if threads else available_cores()
-    return (1, n) if PARALLELISM == "calls" else (n, 1)
+    return (1, n) if parallelism == "calls" else (n, 1)
 
 
 _GRAPH_OPT = {

@@ -169,10 +169,21 @@ class TopKAccumulator:
         cold: np.ndarray,
     ) -> None:
         idx, _ = select_top_k(users, movies, rank_scores, self.k, cold)
-        if idx.size == 0:
+        self.add_selected(*(a[idx] for a in (users, movies, ratings, rank_scores, cold)))
+
+    def add_selected(
+        self,
+        users: np.ndarray,
+        movies: np.ndarray,
+        ratings: np.ndarray,
+        rank_scores: np.ndarray,
+        cold: np.ndarray,
+    ) -> None:
+        """Add rows already reduced to their own top-k (a block's candidates)."""
+        if users.size == 0:
             return
-        self._pending.append(tuple(a[idx] for a in (users, movies, ratings, rank_scores, cold)))
-        self._pending_rows += idx.size
+        self._pending.append((users, movies, ratings, rank_scores, cold))
+        self._pending_rows += users.size
         if self._pending_rows >= max(self._min_merge_rows, self._state[0].size):
             self._merge()
 

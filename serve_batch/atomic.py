@@ -27,6 +27,7 @@ from pathlib import Path
 from movierec.serve_batch.errors import StorageError, UsageError
 
 __all__ = [
+    "SUCCESS_MARKER",
     "AtomicOutputs",
     "atomic_path",
     "storage_error",
@@ -162,17 +163,26 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+#: Written last into every output folder: the folder is complete.
+SUCCESS_MARKER = "_SUCCESS"
+
+
 class AtomicOutputs:
-    """Hidden temp files beside each target, renamed into place together on success.
+    """Hidden temp files (or folders) beside each target, renamed into place together.
 
     Use as a context manager: on any exception (or SIGTERM turned into one) the temps
     are deleted and the targets are untouched. A SIGKILL can leave a hidden
     ``.NAME.tmp-PID-RAND`` behind but never a partial target; :meth:`reserve` sweeps
     such leftovers of the same target (:func:`sweep_stale_temps`).
+
+    A folder target (:meth:`reserve_folder`) gets a ``_SUCCESS`` marker when committed;
+    a previous output folder (one with the marker) is replaced, any other existing
+    folder is refused before anything is written.
     """
 
     def __init__(self) -> None:
         self._pending: list[tuple[Path, Path]] = []
+        self._folders: set[Path] = set()
 
     def __enter__(self) -> AtomicOutputs:
         return self
@@ -191,6 +201,28 @@ class AtomicOutputs:
         Missing parent folders are created, as ``rec-train`` and ``rec-export`` create
         their output folders."""
         target = Path(target)
+        self._make_parent(target)
+        if target.is_dir():
+            raise UsageError(f"{target}: is a folder, expected a file path")
+        return self._temp(target, folder=False)
+
+    def reserve_folder(self, target: Path) -> Path:
+        """Create and return a hidden temp folder for the folder ``target``."""
+        target = Path(target)
+        self._make_parent(target)
+        if target.exists() and not target.is_dir():
+            raise UsageError(
+                f"{target}: is a file; an output without a .parquet, .csv or .csv.gz ending "
+                "is written as a folder"
+            )
+        if target.is_dir() and any(target.iterdir()) and not (target / SUCCESS_MARKER).exists():
+            raise UsageError(
+                f"{target}: folder exists and is not a rec-score output (no {SUCCESS_MARKER}); "
+                "remove it or choose another output"
+            )
+        return self._temp(target, folder=True)
+
+    def _make_parent(self, target: Path) -> None:
         folder = target.parent
         if folder.exists() and not folder.is_dir():
             raise UsageError(f"{target}: {folder} is not a folder")
@@ -200,16 +232,18 @@ class AtomicOutputs:
             raise UsageError(
                 f"{target}: cannot create the output folder {folder} ({exc.strerror or exc})"
             ) from exc
-        if target.is_dir():
-            raise UsageError(f"{target}: is a folder, expected a file path")
+
+    def _temp(self, target: Path, folder: bool) -> Path:
         sweep_stale_temps(target)
         try:
-            tmp = temp_path_beside(target)
+            tmp = temp_path_beside(target, folder=folder)
         except OSError as exc:
             raise UsageError(
-                f"{target}: cannot write to folder {folder} ({exc.strerror or exc})"
+                f"{target}: cannot write to folder {target.parent} ({exc.strerror or exc})"
             ) from exc
         self._pending.append((tmp, target))
+        if folder:
+            self._folders.add(tmp)
         return tmp
 
     def commit(self) -> None:
@@ -218,18 +252,32 @@ class AtomicOutputs:
         SIGTERM and SIGINT wait until the renames are done, so an interrupted run never
         leaves OUTPUT renamed without its top-k table or manifest.
         """
+        for tmp in self._folders:
+            (tmp / SUCCESS_MARKER).touch()
         held = {signal.SIGTERM, signal.SIGINT}
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        replaced = []
         try:
             for tmp, target in self._pending:
+                if tmp in self._folders and target.exists():
+                    aside = target.with_name(f".{target.name}.old-{secrets.token_hex(4)}")
+                    os.replace(target, aside)  # an earlier output: deleted below
+                    replaced.append(aside)
                 os.replace(tmp, target)
             self._pending.clear()
+            self._folders.clear()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for aside in replaced:
+            shutil.rmtree(aside, ignore_errors=True)
 
     def discard(self) -> None:
         """Delete the temps; targets stay as they were."""
         for tmp, _ in self._pending:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+            if tmp in self._folders:
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
         self._pending.clear()
+        self._folders.clear()

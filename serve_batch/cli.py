@@ -1,4 +1,4 @@
-"""``rec-score``: the command line over :func:`score_file` and :func:`score_catalog`."""
+"""``rec-score``: the command line over :func:`movierec.serve_batch.score`."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ from pathlib import Path
 import click
 
 from movierec.serve_batch import contract
-from movierec.serve_batch._catalog import score_catalog
 from movierec.serve_batch._config import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CATALOG_TOP_K,
     GRAPH_OPT_LEVELS,
     UNKNOWN_POLICIES,
+    RayOptions,
+    RuntimeOptions,
     ScoreConfig,
+    ScoreJob,
 )
-from movierec.serve_batch._pairs import score_file
+from movierec.serve_batch._driver import score
 from movierec.serve_batch._session import RUN_ROWS
 from movierec.serve_batch.cli_support import (
     EXIT_CODES_HELP,
@@ -31,7 +33,10 @@ from movierec.serve_batch.cli_support import (
 _EPILOG = (
     """\b
 Files: INPUT, OUTPUT and the other tables are Parquet or CSV, chosen by the
-ending: .parquet, .csv, .csv.gz (gzip). IDs are raw MovieLens integer IDs.
+ending: .parquet, .csv, .csv.gz (gzip). INPUT and --exclude may be folders of
+Parquet files (read in name order); an OUTPUT without an ending (no dot in its
+name) is written as a folder of Parquet parts with a _SUCCESS marker. IDs are
+raw MovieLens integer IDs.
 \b
 Unknown IDs (--unknown fallback): unknown user + known movie -> the movie's
 fallback mean; known user + unknown movie -> the user's; both unknown -> the
@@ -64,9 +69,9 @@ UNTOUCHED = (
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.argument(
-    "input_path",
+    "input",
     metavar="INPUT",
-    type=click.Path(exists=True, path_type=Path),  # a folder only with --engine ray
+    type=click.Path(exists=True, path_type=Path),  # a file, or a folder of Parquet files
 )
 @click.argument("output", metavar="OUTPUT", type=click.Path(path_type=Path))
 @artifacts_option(f"Folder with {contract.MODEL_FILE} and {contract.MAPPING_FILE} from rec-export.")
@@ -155,36 +160,22 @@ UNTOUCHED = (
     show_default=True,
     help="onnxruntime graph optimisation level.",
 )
-@engine_options(
-    "local = this process; ray = a Ray Data job (pip install 'movierec[ray]'): INPUT, "
-    "--exclude and OUTPUT may then be folders of Parquet files (OUTPUT without a .parquet, "
-    ".csv or .csv.gz ending is written as a folder with a _SUCCESS marker)."
-)
+@engine_options("local = this process; ray = a Ray Data job (pip install 'movierec[ray]').")
 @quiet_option(
     "Warnings and errors only, no progress bar (for cron). The bar is also off when "
     "stderr is not a terminal."
 )
 @version_option()
 def cli(
-    input_path: Path,
-    output: Path,
-    artifacts: Path,
-    user_col: str,
-    movie_col: str,
-    top_k: int | None,
-    top_k_output: Path | None,
-    titles: bool,
-    on_unknown: str,
-    all_movies: bool,
-    exclude: Path | None,
+    quiet: bool,
+    engine: str,
+    address: str | None,
+    actors: int | None,
+    threads_per_actor: int,
     batch_size: int,
     threads: int,
     graph_opt: str,
-    engine: str,
-    ray_address: str | None,
-    workers: int | None,
-    threads_per_worker: int,
-    quiet: bool,
+    **job: object,
 ) -> None:
     """Score (user, movie) pairs of INPUT with an exported movierec model, no PyTorch.
 
@@ -196,33 +187,17 @@ def cli(
     Catalog mode (--all-movies): USERS OUTPUT, writes each user's top-k movies.
     """
     setup_logging(quiet)
-    config = ScoreConfig(
-        input=input_path,
-        output=output,
-        artifacts=artifacts,
-        user_col=user_col,
-        movie_col=movie_col,
-        top_k=top_k,
-        top_k_output=top_k_output,
-        titles=titles,
-        on_unknown=on_unknown,
-        batch_size=batch_size,
-        threads=threads,
-        graph_opt=graph_opt,
-        quiet=quiet,
-        all_movies=all_movies,
-        exclude=exclude,
-        engine=engine,
-        ray_address=ray_address,
-        workers=workers,
-        threads_per_worker=threads_per_worker,
+    score(
+        ScoreConfig(
+            job=ScoreJob(**job),
+            runtime=RuntimeOptions(
+                batch_size=batch_size, threads=threads, graph_opt=graph_opt, quiet=quiet
+            ),
+            ray=RayOptions.for_engine(
+                engine, address=address, actors=actors, threads_per_actor=threads_per_actor
+            ),
+        )
     )
-    if engine == "ray":
-        from movierec.serve_batch._ray import score_with_ray  # optional extra: imported on demand
-
-        score_with_ray(config)
-    else:
-        (score_catalog if all_movies else score_file)(config)
 
 
 def main() -> None:

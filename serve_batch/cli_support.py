@@ -117,6 +117,7 @@ def signals_raise_interrupted() -> Iterator[None]:
 _ENGINE_OPTIONS = [
     click.option(
         "--ray-address",
+        "address",
         default=None,
         metavar="ADDR",
         help="--engine ray: join this Ray cluster (HOST:PORT of its head node, or auto). "
@@ -125,6 +126,7 @@ _ENGINE_OPTIONS = [
     ),
     click.option(
         "--workers",
+        "actors",
         type=click.IntRange(min=1),
         default=None,
         metavar="N",
@@ -133,6 +135,7 @@ _ENGINE_OPTIONS = [
     ),
     click.option(
         "--threads-per-worker",
+        "threads_per_actor",
         type=click.IntRange(min=1),
         default=1,
         show_default=True,
@@ -188,7 +191,7 @@ def run_command(
         exc.show()
         return EXIT_BAD_INPUT
     except MovieRecError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(f"Error: {exc.render(flag_names(command))}", err=True)
         return next(code for kind, code in _ERROR_CODES if isinstance(exc, kind))
     except OSError as exc:
         click.echo(f"Error: {describe_os_error(exc)}", err=True)
@@ -202,6 +205,21 @@ def run_command(
         traceback.print_exc()
         return EXIT_UNEXPECTED
     return EXIT_OK
+
+
+def flag_names(command: click.Command) -> dict[str, str]:
+    """How the command line spells each parameter the library names: ``top_k`` ->
+    ``--top-k``, ``actors`` -> ``--workers``, ``input`` -> ``INPUT``."""
+    names = {}
+    for param in command.params:
+        if param.name is None:
+            continue
+        if isinstance(param, click.Argument):
+            names[param.name] = param.metavar or param.name.upper()
+        else:
+            long = [o for o in param.opts if o.startswith("--")]
+            names[param.name] = (long or param.opts)[0]
+    return names
 
 
 def _interrupted(exc: Interrupted, untouched: str) -> int:

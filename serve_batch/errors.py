@@ -10,10 +10,38 @@ a refusal by the quality gate (3), an operating-system error while reading or wr
 from __future__ import annotations
 
 import signal
+from collections.abc import Mapping
 
 
 class MovieRecError(Exception):
-    """Base class of every expected, user-facing failure."""
+    """Base class of every expected, user-facing failure.
+
+    Messages name parameters the way Python callers spell them (``top_k``); a message
+    that names one writes it as ``{top_k}`` and lists it in ``params``, so that a command
+    line can show its own spelling instead (``--top-k``, see :meth:`render`).
+    """
+
+    def __init__(self, message: str = "", *, params: tuple[str, ...] = ()) -> None:
+        self.template = str(message)
+        self.params = tuple(params)
+        super().__init__(self.render())
+
+    def render(self, names: Mapping[str, str] | None = None) -> str:
+        """The message with each parameter spelled as ``names`` says (Python's default)."""
+        names = names or {}
+        text = self.template
+        for param in self.params:
+            text = text.replace("{" + param + "}", names.get(param, param))
+        return text
+
+    def __reduce__(self):  # keeps the template through pickling (Ray workers)
+        return (_rebuild, (type(self), self.template, self.params))
+
+
+def _rebuild(kind: type, template: str, params: tuple[str, ...]) -> MovieRecError:
+    error = kind.__new__(kind)
+    MovieRecError.__init__(error, template, params=params)
+    return error
 
 
 class DataError(MovieRecError):

@@ -7,20 +7,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-
-
-def real_data(name: str) -> Path:
-    """The real MovieLens folder ``name`` in ../shared/data, or skip the test cleanly."""
-    path = SHARED_DATA / name
-    if not path.is_dir():
-        pytest.skip(f"real data {path} is absent")
-    return path
-
-
-#: Small enough to train in about a second, big enough to have structure to learn.
-TINY = dict(epochs=8, batch_size=256, embedding_dim=8, hidden=(16,), factors=8, patience=0)
+from tests.support import TINY
 
 
 @pytest.fixture(scope="session")

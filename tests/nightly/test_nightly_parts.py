@@ -20,7 +20,7 @@ from movierec.nightly._home import Home, switch_link
 from movierec.nightly._lock import hold_lock
 from movierec.nightly.config import NightlyConfig
 from movierec.serve_batch.errors import LockHeld, UsageError
-from tests.nightly.conftest import TINY_ARGS, link
+from tests.support import TINY_ARGS, link
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -140,11 +140,12 @@ def test_the_lock_names_its_holder(tmp_path: Path) -> None:
 
 
 def test_options_are_checked_before_any_training(tmp_path: Path) -> None:
+    from movierec.serve_batch import RayOptions
     from movierec.train.config import TrainConfig
 
     base = dict(data=tmp_path, home=tmp_path / "home", train=TrainConfig())
-    with pytest.raises(UsageError, match="--workers only applies to --engine ray"):
-        NightlyConfig(**base, workers=2).check()
+    with pytest.raises(UsageError, match="actors only applies to engine ray"):
+        NightlyConfig(**base, ray=RayOptions.for_engine("local", actors=2)).check()
     with pytest.raises(UsageError, match="--keep must be at least 1"):
         NightlyConfig(**base, keep=0).check()
 

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tests.nightly.conftest import TINY_ARGS, WORSE_ARGS, link, run_nightly_cli
+from tests.support import TINY_ARGS, WORSE_ARGS, link, run_nightly_cli
 
 REPO = Path(__file__).resolve().parents[2]
 TOP_K = 7

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_model import FakeArtifacts, build_fake_artifacts, build_fake_catalog
 
 from movierec.serve_batch import Artifacts, load_artifacts
 from movierec.serve_batch.cli import cli
 from movierec.serve_batch.cli_support import run_command
+from tests.support import FakeArtifacts, build_fake_artifacts, build_fake_catalog
 
 
 @pytest.fixture(scope="session")

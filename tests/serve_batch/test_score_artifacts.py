@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from fake_model import RATING_MAX, RATING_MIN, build_fake_artifacts
 
 from movierec.serve_batch import Artifacts, Prediction, contract, load_artifacts
 from movierec.serve_batch.errors import ArtifactError, DataError, UsageError
+from tests.support import RATING_MAX, RATING_MIN, build_fake_artifacts
 
 
 def copy_artifacts(fake, dst: Path) -> Path:
@@ -80,7 +80,7 @@ def test_threads_split_the_rows_without_changing_scores(fake_ranked, threads, n)
     """Each thread scores one contiguous span of calls; every row is scored exactly once."""
     one = load_artifacts(fake_ranked.model_path, fake_ranked.mapping_path, threads=1)
     many = load_artifacts(fake_ranked.model_path, fake_ranked.mapping_path, threads=threads)
-    assert many.workers == threads
+    assert many.parallel_calls == threads
     many.run_rows = one.run_rows = 64  # many calls per span, a short last call
     rng = np.random.default_rng(n)
     users = rng.choice(fake_ranked.user_ids, n)

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_model import list_dir, write_table
+
+from movierec.serve_batch.atomic import AtomicOutputs
+from movierec.serve_batch.errors import UsageError
+from tests.support import list_dir, write_table
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -151,3 +154,27 @@ def test_next_run_sweeps_only_stale_leftovers_of_killed_runs(
     assert names["stale"] not in left and folder.name not in left
     assert {names["recent"], names["alive"], names["other"]} <= left
     assert "out.parquet" in left
+
+
+def test_staged_folder_replaces_only_an_earlier_output(tmp_path: Path) -> None:
+    """The commit of folder outputs (temp folder, _SUCCESS, rename)."""
+
+    target = tmp_path / "out"
+    for run in ("first", "second"):
+        with AtomicOutputs() as outputs:
+            tmp = outputs.reserve_folder(target)
+            (tmp / "part-000000000000.parquet").write_text(run)
+            assert not (tmp / "_SUCCESS").exists()
+            outputs.commit()
+        assert (target / "part-000000000000.parquet").read_text() == run
+        assert (target / "_SUCCESS").exists()
+    assert list_dir(tmp_path) == ["out"]
+    with pytest.raises(RuntimeError), AtomicOutputs() as outputs:  # a failed job
+        (outputs.reserve_folder(tmp_path / "new") / "part.parquet").write_text("x")
+        raise RuntimeError("job failed")
+    assert list_dir(tmp_path) == ["out"]
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "data.txt").write_text("keep")
+    with pytest.raises(UsageError, match="not a rec-score output"), AtomicOutputs() as outputs:
+        outputs.reserve_folder(tmp_path / "theirs")
+    assert (tmp_path / "theirs" / "data.txt").read_text() == "keep"

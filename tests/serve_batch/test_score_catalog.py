@@ -7,58 +7,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fake_model import list_dir, read_table, write_table
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from movierec.serve_batch import ScoreConfig, load_artifacts, score_catalog
+from movierec.serve_batch import ScoreConfig, score_catalog
 from movierec.serve_batch.errors import DataError
-
-
-def brute_force_catalog(fake, users, exclude: pd.DataFrame | None, k: int) -> pd.DataFrame:
-    """Every user x every movie through ``predict_ids``, minus exclusions, sorted in Python."""
-    arts = load_artifacts(fake.model_path, fake.mapping_path)
-    rows = []
-    seen = set() if exclude is None else set(zip(exclude.user_id, exclude.movie_id, strict=True))
-    for u in sorted(set(users)):
-        movies = [m for m in fake.movie_ids.tolist() if (u, m) not in seen]
-        if not movies:
-            continue
-        pred = arts.predict_ids(np.full(len(movies), u), np.array(movies))
-        order = sorted(range(len(movies)), key=lambda i: (-pred.rank_scores[i], movies[i]))[:k]
-        for rank, i in enumerate(order, 1):
-            rows.append((u, rank, movies[i], pred.ratings[i], pred.cold_start[i]))
-    return pd.DataFrame(
-        rows, columns=["user_id", "rank", "movie_id", "predicted_rating", "cold_start"]
-    )
-
-
-def run_catalog(fake, tmp_path: Path, users, *, exclude=None, **kw) -> tuple[pd.DataFrame, dict]:
-    inp = write_table(
-        tmp_path / "users.csv", {"user_id": np.asarray(users), "x": np.arange(len(users))}
-    )
-    ex_path = None
-    if exclude is not None:
-        ex_path = write_table(tmp_path / "rated.parquet", exclude)
-    out = tmp_path / "top.parquet"
-    manifest = score_catalog(
-        ScoreConfig(
-            input=inp,
-            output=out,
-            artifacts=fake.folder,
-            all_movies=True,
-            exclude=ex_path,
-            quiet=True,
-            **kw,
-        )
-    )
-    return read_table(out).to_pandas(), manifest
-
-
-def assert_same(got: pd.DataFrame, want: pd.DataFrame) -> None:
-    cols = ["user_id", "rank", "movie_id", "cold_start"]
-    pd.testing.assert_frame_equal(got[cols], want[cols], check_dtype=False)
-    np.testing.assert_allclose(got.predicted_rating, want.predicted_rating, atol=1e-5)
+from tests.support import assert_same, brute_force_catalog, list_dir, run_catalog, write_table
 
 
 @settings(
@@ -137,16 +91,20 @@ def test_catalog_errors_leave_no_output(fake, tmp_path: Path) -> None:
     users.write_text("user_id\n10\nfoo\n")
     out = tmp_path / "top.parquet"
     with pytest.raises(DataError, match=r"users\.csv: column 'user_id' row 1 .*got 'foo'"):
-        score_catalog(ScoreConfig(input=users, output=out, artifacts=fake.folder, all_movies=True))
+        score_catalog(
+            ScoreConfig.build(input=users, output=out, artifacts=fake.folder, all_movies=True)
+        )
     assert list_dir(tmp_path) == ["users.csv"]
     users.write_text("uid\n10\n")
     with pytest.raises(DataError, match="no column 'user_id'; columns found: uid"):
-        score_catalog(ScoreConfig(input=users, output=out, artifacts=fake.folder, all_movies=True))
+        score_catalog(
+            ScoreConfig.build(input=users, output=out, artifacts=fake.folder, all_movies=True)
+        )
     rated = write_table(tmp_path / "rated.csv", {"user_id": [10]})
     users.write_text("user_id\n10\n")
     with pytest.raises(DataError, match=r"rated\.csv: no column 'movie_id'"):
         score_catalog(
-            ScoreConfig(
+            ScoreConfig.build(
                 input=users, output=out, artifacts=fake.folder, all_movies=True, exclude=rated
             )
         )

@@ -11,16 +11,22 @@ import onnxruntime as ort
 import pandas as pd
 import pyarrow as pa
 import pytest
-from fake_model import build_fake_artifacts, build_fake_catalog, list_dir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
-from test_score_catalog import assert_same, brute_force_catalog, run_catalog
 
 import movierec.serve_batch._catalog as catalog_mod
 from movierec.serve_batch import ScoreConfig, contract, load_artifacts, score_catalog
 from movierec.serve_batch._catalog import score_block_by_pairs, score_user_block
 from movierec.serve_batch.errors import ArtifactError
+from tests.support import (
+    assert_same,
+    brute_force_catalog,
+    build_fake_artifacts,
+    build_fake_catalog,
+    list_dir,
+    run_catalog,
+)
 
 #: Columns of floats that may move in the last bit with the batch a pair is scored in.
 VALUES = [contract.PREDICTION_COL, contract.SCORE_COL]
@@ -180,7 +186,7 @@ def test_a_catalog_graph_of_another_export_is_refused(
     users.write_text("user_id\n" + "\n".join(map(str, fake.user_ids[:2])) + "\n")
     out = tmp_path / "top.parquet"
     with pytest.raises(ArtifactError, match=message):
-        score_catalog(ScoreConfig(input=users, output=out, artifacts=folder, all_movies=True))
+        score_catalog(ScoreConfig.build(input=users, output=out, artifacts=folder, all_movies=True))
     assert list_dir(tmp_path) == ["art", "users.csv"]
 
 

@@ -10,10 +10,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from fake_model import list_dir, write_table
 
 from movierec.serve_batch import contract
 from movierec.serve_batch.cli import cli
+from tests.support import list_dir, write_table
 
 
 def test_pairs_mode_end_to_end(run_cli, make_pairs, tmp_path: Path) -> None:
@@ -23,7 +23,9 @@ def test_pairs_mode_end_to_end(run_cli, make_pairs, tmp_path: Path) -> None:
     assert pq.read_table(tmp_path / "out.parquet").num_rows == 100
     assert pq.read_table(tmp_path / "out.topk.parquet").num_rows > 0
     manifest = json.loads((tmp_path / "out.parquet.manifest.json").read_text())
-    assert manifest["config"]["top_k"] == 3 and manifest["config"]["quiet"] is True
+    assert (
+        manifest["config"]["job"]["top_k"] == 3 and manifest["config"]["runtime"]["quiet"] is True
+    )
 
 
 def test_catalog_mode_end_to_end(run_cli, fake, tmp_path: Path) -> None:
@@ -58,7 +60,7 @@ def test_unknown_warning_is_logged_unless_quiet(fake, make_pairs, tmp_path: Path
         (["--unknown", "ignore"], "Invalid value for '--unknown'"),
         (["--graph-opt", "max"], "Invalid value for '--graph-opt'"),
         (["--exclude", "{inp}"], "--exclude only applies to catalog mode"),
-        (["--top-k-output", "x.parquet"], "--top-k-output needs --top-k K"),
+        (["--top-k-output", "x.parquet"], "--top-k-output needs --top-k"),
         (["--user-col", "movie_id"], "--user-col and --movie-col are both 'movie_id'"),
     ],
 )
@@ -121,7 +123,7 @@ def test_unexpected_error_exits_1_with_traceback(
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(pairs_module.TopKAccumulator, "add", boom)
+    monkeypatch.setattr(pairs_module.TopKAccumulator, "add_selected", boom)
     inp = write_table(tmp_path / "in.parquet", make_pairs(10))
     code, err = run_cli(inp, tmp_path / "o.parquet", "--top-k", "2")
     assert code == 1 and "Traceback" in err and "RuntimeError: boom" in err

@@ -15,7 +15,6 @@ import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from fake_model import list_dir, write_table
 
 from movierec.serve_batch.cli_support import run_command
 from movierec.serve_batch.errors import (
@@ -26,6 +25,7 @@ from movierec.serve_batch.errors import (
     LockHeld,
     StorageError,
 )
+from tests.support import list_dir, write_table
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from fake_model import read_table, write_table
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from movierec.serve_batch._arrow import from_numpy, null_mask, strings_from_list, to_numpy
+from tests.support import read_table, write_table
 
 REPO = Path(__file__).resolve().parents[2]
 

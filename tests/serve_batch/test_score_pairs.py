@@ -11,16 +11,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from fake_model import list_dir, read_table, write_table
 
 from movierec.serve_batch import ScoreConfig, score_file
 from movierec.serve_batch.errors import DataError, UsageError
+from tests.support import list_dir, read_table, write_table
 
 FORMATS = ["parquet", "csv", "csv.gz"]
 
 
 def config(fake, inp: Path, out: Path, **kw) -> ScoreConfig:
-    return ScoreConfig(input=inp, output=out, artifacts=fake.folder, quiet=True, threads=1, **kw)
+    return ScoreConfig.build(
+        input=inp, output=out, artifacts=fake.folder, quiet=True, threads=1, **kw
+    )
 
 
 @pytest.mark.parametrize("in_fmt", FORMATS)
@@ -166,7 +168,7 @@ def test_manifest_has_metrics_model_and_speed(fake, make_pairs, tmp_path: Path) 
     assert manifest["runtime"]["onnxruntime"]
     assert manifest["elapsed_seconds"] > 0 and manifest["pairs_per_second"] > 0
     assert "rows_per_second" not in manifest
-    assert manifest["config"]["batch_size"] == 100
+    assert manifest["config"]["runtime"]["batch_size"] == 100
     assert manifest["rows_read"] == manifest["rows_written"] == 257
 
 
@@ -199,7 +201,7 @@ def run_bad(fake, tmp_path: Path, inp: Path, **kw) -> None:
 def test_missing_column_lists_columns_and_options(fake, tmp_path: Path) -> None:
     inp = write_table(tmp_path / "in.csv", {"user": [10], "movie_id": [1]})
     with pytest.raises(
-        DataError, match=r"in\.csv: no column 'user_id'; columns found: user, movie_id .*--user-col"
+        DataError, match=r"in\.csv: no column 'user_id'; columns found: user, movie_id .*user_col"
     ):
         run_bad(fake, tmp_path, inp)
 
@@ -243,7 +245,7 @@ def test_non_integral_float_id_is_an_error(fake, tmp_path: Path) -> None:
 def test_zero_byte_file_is_an_error(fake, tmp_path: Path) -> None:
     inp = tmp_path / "in.csv"
     inp.write_bytes(b"")
-    with pytest.raises(DataError, match=r"in\.csv: INPUT file is empty \(0 bytes\)"):
+    with pytest.raises(DataError, match=r"in\.csv: input file is empty \(0 bytes\)"):
         run_bad(fake, tmp_path, inp)
 
 
@@ -272,7 +274,7 @@ def test_corrupt_gzip_names_the_file(fake, tmp_path: Path) -> None:
 
 
 def test_missing_input_is_an_error(fake, tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="INPUT file not found"):
+    with pytest.raises(DataError, match="input file not found"):
         score_file(config(fake, tmp_path / "none.parquet", tmp_path / "out.parquet"))
 
 
@@ -281,14 +283,14 @@ def test_unknown_input_extension_lists_supported(fake, tmp_path: Path, name: str
     inp = tmp_path / name
     inp.write_text("x")
     with pytest.raises(
-        UsageError, match=r"unsupported INPUT file type; use one of \.csv, \.csv\.gz, \.parquet"
+        UsageError, match=r"unsupported input file type; use one of \.csv, \.csv\.gz, \.parquet"
     ):
         score_file(config(fake, inp, tmp_path / "out.parquet"))
 
 
 def test_unknown_output_extension_is_an_error(fake, make_pairs, tmp_path: Path) -> None:
     inp = write_table(tmp_path / "in.parquet", make_pairs(5))
-    with pytest.raises(UsageError, match="unsupported OUTPUT file type"):
+    with pytest.raises(UsageError, match="unsupported output file type"):
         score_file(config(fake, inp, tmp_path / "out.xlsx"))
 
 
@@ -350,7 +352,7 @@ def test_bad_artifacts_leave_no_output(fake, make_pairs, tmp_path: Path) -> None
     from movierec.serve_batch.errors import ArtifactError
 
     inp = write_table(tmp_path / "in.parquet", make_pairs(5))
-    cfg = ScoreConfig(input=inp, output=tmp_path / "out.parquet", artifacts=tmp_path / "none")
+    cfg = ScoreConfig.build(input=inp, output=tmp_path / "out.parquet", artifacts=tmp_path / "none")
     with pytest.raises(ArtifactError, match="model not found"):
         score_file(cfg)
     assert list_dir(tmp_path) == ["in.parquet"]

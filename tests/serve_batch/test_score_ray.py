@@ -17,9 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from fake_model import list_dir, write_table
 
-from movierec.serve_batch import ScoreConfig, contract, score_catalog, score_file
+from movierec.serve_batch import ScoreConfig, contract, score, score_catalog, score_file
+from tests.support import list_dir, write_table
 
 # Ray Data sets some of its own deprecated options internally; not this project's concern
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")
@@ -66,25 +66,24 @@ def assert_manifests_match(local: dict, ray: dict) -> None:
     for key in ("rows_read", "rows_written", "unknown", "users", "pairs_scored", "exclude"):
         assert local.get(key) == ray.get(key), key
     assert local["model"]["sha256"] == ray["model"]["sha256"]
-    engine_options = {"input", "output", "engine", "ray_address", "workers", "threads_per_worker"}
-    for key in set(local["config"]) - engine_options:
-        assert local["config"][key] == ray["config"][key], key
-    assert ray["engine"]["name"] == "ray" and ray["engine"]["workers"] >= 1
+    job = set(local["config"]["job"]) - {"input", "output"}
+    assert {k: local["config"]["job"][k] for k in job} == {k: ray["config"]["job"][k] for k in job}
+    assert local["config"]["runtime"] == ray["config"]["runtime"]
+    assert (local["config"]["engine"], ray["config"]["engine"]) == ("local", "ray")
+    assert local["engine"] == {"name": "local"}
+    assert ray["engine"]["name"] == "ray" and ray["engine"]["actors"] >= 1
 
 
 def test_pairs_with_top_k_match_local_engine_bit_for_bit(
-    ray_local, fake_ranked, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ray_local, fake_ranked, tmp_path: Path
 ) -> None:
     """Fallback for unknown IDs, a rank_score head with exact ties, one file read as
     4 row groups by 4 read tasks (so 2 actors), each in blocks of 53 rows."""
-    from movierec.serve_batch import _ray as ray_module
-
-    monkeypatch.setattr(ray_module, "READ_TASK_ROWS", 100)
     inp = tmp_path / "in.parquet"
     pq.write_table(pairs_table(fake_ranked, 600, seed=1), inp, row_group_size=150)
     kw = dict(artifacts=fake_ranked.folder, quiet=True, batch_size=53, top_k=4, titles=True)
-    local = score_file(ScoreConfig(input=inp, output=tmp_path / "local.parquet", **kw))
-    ray = score_file_ray(inp, tmp_path / "ray.parquet", **kw)
+    local = score_file(ScoreConfig.build(input=inp, output=tmp_path / "local.parquet", **kw))
+    ray = score_file_ray(inp, tmp_path / "ray.parquet", rows_per_task=100, **kw)
     assert pq.read_table(tmp_path / "ray.parquet").equals(pq.read_table(tmp_path / "local.parquet"))
     assert pq.read_table(tmp_path / "ray.topk.parquet").equals(
         pq.read_table(tmp_path / "local.topk.parquet")
@@ -94,10 +93,10 @@ def test_pairs_with_top_k_match_local_engine_bit_for_bit(
     assert ray["metrics"]["rmse"] == pytest.approx(local["metrics"]["rmse"], rel=1e-12)
     assert ray["top_k"]["rows"] == local["top_k"]["rows"]
     engine = ray["engine"]
-    assert engine["read_tasks"] == 4 and engine["workers"] == 2
-    assert engine["output_layout"] == "file"
+    assert engine["read_tasks"] == 4 and engine["actors"] == 2
+    assert ray["output_layout"] == "file"
     on_disk = json.loads((tmp_path / "ray.parquet.manifest.json").read_text())
-    assert on_disk["engine"]["threads_per_worker"] == 1
+    assert on_disk["engine"]["threads_per_actor"] == 1
 
 
 def test_folder_input_splitting_users_across_files_matches_local(
@@ -118,7 +117,7 @@ def test_folder_input_splitting_users_across_files_matches_local(
     (folder / "_ignored.parquet").write_bytes(b"not parquet")  # hidden from the reader
     single = write_table(tmp_path / "all.parquet", table)
     kw = dict(artifacts=fake_ranked.folder, quiet=True, batch_size=37, top_k=3, on_unknown="skip")
-    local = score_file(ScoreConfig(input=single, output=tmp_path / "local.parquet", **kw))
+    local = score_file(ScoreConfig.build(input=single, output=tmp_path / "local.parquet", **kw))
     ray = score_file_ray(folder, tmp_path / "scores", **kw)
     assert read_parts(tmp_path / "scores").equals(pq.read_table(tmp_path / "local.parquet"))
     top = read_parts(tmp_path / "scores.topk")
@@ -126,7 +125,7 @@ def test_folder_input_splitting_users_across_files_matches_local(
     assert top.filter(pa.compute.equal(top.column("user_id"), u)).num_rows == 3
     assert_manifests_match(local, ray)
     assert ray["unknown"]["rows_skipped"] > 0
-    assert ray["engine"]["input_files"] == 3 and ray["engine"]["output_layout"] == "folder"
+    assert ray["input_files"] == 3 and ray["output_layout"] == "folder"
     assert (tmp_path / "scores.manifest.json").exists()
     assert not [n for n in list_dir(tmp_path) if n.startswith(".")]  # no temp left
 
@@ -187,8 +186,8 @@ def test_catalog_graph_tables_match_local_bit_for_bit(
     kw = dict(
         artifacts=fake.folder, all_movies=True, exclude=rated, top_k=4, batch_size=140, quiet=True
     )
-    local = score_catalog(ScoreConfig(input=users, output=tmp_path / "local.parquet", **kw))
-    ray = score_file_ray(users, tmp_path / "ray.parquet", workers=2, **kw)
+    local = score_catalog(ScoreConfig.build(input=users, output=tmp_path / "local.parquet", **kw))
+    ray = score_file_ray(users, tmp_path / "ray.parquet", actors=2, **kw)
     want, got = (pq.read_table(tmp_path / f"{n}.parquet") for n in ("local", "ray"))
     assert got.equals(want) and want.num_rows > 0
     assert ray["engine"]["blocks"] > 1
@@ -201,8 +200,8 @@ def test_catalog_graph_tables_match_local_bit_for_bit(
 def test_catalog_folder_output_and_unknown_error_policy(ray_local, fake, tmp_path: Path) -> None:
     users = write_table(tmp_path / "users.csv", {"user_id": fake.user_ids[::-1]})
     kw = dict(artifacts=fake.folder, quiet=True, batch_size=30, top_k=2, all_movies=True)
-    score_catalog(ScoreConfig(input=users, output=tmp_path / "local.parquet", **kw))
-    score_file_ray(users, tmp_path / "top", workers=1, **kw)
+    score_catalog(ScoreConfig.build(input=users, output=tmp_path / "local.parquet", **kw))
+    score_file_ray(users, tmp_path / "top", actors=1, **kw)
     assert read_parts(tmp_path / "top").equals(pq.read_table(tmp_path / "local.parquet"))
     # --unknown error fails on the driver, before any output exists
     bad = write_table(tmp_path / "bad.csv", {"user_id": [fake.user_ids[0], 77777]})
@@ -219,10 +218,10 @@ def test_empty_users_give_the_local_empty_table(
 ) -> None:
     users = write_table(tmp_path / "users.csv", {"user_id": pa.array([], pa.int64())})
     kw = dict(artifacts=fake.folder, quiet=True, top_k=2, all_movies=True, titles=True)
-    from fake_model import read_table
+    from tests.support import read_table
 
     local_out = tmp_path / ("local" + (output[3:] or ".parquet"))
-    score_catalog(ScoreConfig(input=users, output=local_out, **kw))
+    score_catalog(ScoreConfig.build(input=users, output=local_out, **kw))
     ray_manifest = score_file_ray(users, tmp_path / output, **kw)
     ray_table = read_parts(tmp_path / output) if output == "top" else read_table(tmp_path / output)
     local_table = read_table(local_out)
@@ -262,7 +261,7 @@ def test_ray_options_are_checked_before_any_work(
     out = tmp_path / "out.parquet"
     for args, message in [
         (["--workers", "2"], "--workers only applies to --engine ray"),
-        (["--engine", "ray", "--threads", "2"], "with --engine ray use --threads-per-worker"),
+        (["--engine", "ray", "--threads", "2"], "with the Ray engine use --threads-per-worker"),
         (["--engine", "ray", "--workers", "3"], "--workers 3 x --threads-per-worker 1 = 3 CPUs"),
         (["--engine", "ray", "--threads-per-worker", "4"], "needs 4 CPUs per actor"),
     ]:
@@ -273,7 +272,7 @@ def test_ray_options_are_checked_before_any_work(
     code, err = run_cli(inp, tmp_path / "mine", "--engine", "ray")
     assert code == 2 and "is not a rec-score output (no _SUCCESS)" in err
     code, err = run_cli(tmp_path / "mine", out)
-    assert code == 2 and "folders of Parquet files need --engine ray" in err
+    assert code == 2 and "INPUT folder holds no .parquet files" in err
     assert sorted(list_dir(tmp_path)) == ["in.parquet", "mine"]
 
 
@@ -291,32 +290,5 @@ def test_missing_ray_extra_says_how_to_install(
 
 
 def score_file_ray(inp: Path, out: Path, **kw) -> dict:
-    from movierec.serve_batch._ray import score_with_ray
-
-    return score_with_ray(ScoreConfig(input=inp, output=out, engine="ray", **kw))
-
-
-def test_staged_folder_replaces_only_an_earlier_output(tmp_path: Path) -> None:
-    """Without Ray: the commit of folder outputs (temp folder, _SUCCESS, rename)."""
-    from movierec.serve_batch._ray import _StagedOutputs
-    from movierec.serve_batch.errors import UsageError
-
-    target = tmp_path / "out"
-    for run in ("first", "second"):
-        with _StagedOutputs() as outputs:
-            tmp = outputs.reserve_folder(target)
-            (tmp / "part-000000000000.parquet").write_text(run)
-            assert not (tmp / "_SUCCESS").exists()
-            outputs.commit()
-        assert (target / "part-000000000000.parquet").read_text() == run
-        assert (target / "_SUCCESS").exists()
-    assert list_dir(tmp_path) == ["out"]
-    with pytest.raises(RuntimeError), _StagedOutputs() as outputs:  # a failed job
-        (outputs.reserve_folder(tmp_path / "new") / "part.parquet").write_text("x")
-        raise RuntimeError("job failed")
-    assert list_dir(tmp_path) == ["out"]
-    (tmp_path / "theirs").mkdir()
-    (tmp_path / "theirs" / "data.txt").write_text("keep")
-    with pytest.raises(UsageError, match="not a rec-score output"), _StagedOutputs() as outputs:
-        outputs.reserve_folder(tmp_path / "theirs")
-    assert (tmp_path / "theirs" / "data.txt").read_text() == "keep"
+    """The library's own entry point: the configuration names the engine."""
+    return score(ScoreConfig.build(input=inp, output=out, engine="ray", **kw))

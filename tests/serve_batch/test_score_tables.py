@@ -11,17 +11,17 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from fake_model import read_table, write_table
 
 from movierec.serve_batch import ScoreConfig, contract, load_artifacts, score_catalog, score_file
 from movierec.serve_batch._topk import TOPK_SCHEMA, TitleLookup, topk_schema
+from tests.support import read_table, write_table
 
 FORMATS = ["parquet", "csv"]
 TOPK = ["user_id", "rank", "movie_id", "predicted_rating", "score", "cold_start"]
 
 
 def catalog_config(fake, users: Path, out: Path, **kw) -> ScoreConfig:
-    return ScoreConfig(
+    return ScoreConfig.build(
         input=users, output=out, artifacts=fake.folder, all_movies=True, quiet=True, **kw
     )
 
@@ -55,7 +55,7 @@ def test_titles_come_from_the_mapping(fake, make_pairs, tmp_path: Path, mode: st
     if mode == "pairs":
         inp = write_table(tmp_path / "in.parquet", make_pairs(200))
         score_file(
-            ScoreConfig(
+            ScoreConfig.build(
                 input=inp,
                 output=tmp_path / "o.parquet",
                 artifacts=fake.folder,
@@ -85,9 +85,9 @@ def test_titles_need_a_top_k_table_in_pairs_mode(fake, make_pairs, tmp_path: Pat
     from movierec.serve_batch.errors import UsageError
 
     inp = write_table(tmp_path / "in.parquet", make_pairs(5))
-    with pytest.raises(UsageError, match="--titles .* needs --top-k"):
+    with pytest.raises(UsageError, match="titles .* needs top_k"):
         score_file(
-            ScoreConfig(
+            ScoreConfig.build(
                 input=inp, output=tmp_path / "o.parquet", artifacts=fake.folder, titles=True
             )
         )
@@ -108,7 +108,7 @@ def test_pairs_input_with_only_a_header_gives_empty_outputs(
     out = tmp_path / "out" / f"scores.{fmt}"
     with caplog.at_level(logging.WARNING):
         manifest = score_file(
-            ScoreConfig(input=inp, output=out, artifacts=fake.folder, top_k=3, titles=True)
+            ScoreConfig.build(input=inp, output=out, artifacts=fake.folder, top_k=3, titles=True)
         )
     assert "has a header but no rows" in caplog.text
     scores = read_table(out)
@@ -127,7 +127,7 @@ def test_catalog_users_with_only_a_header_give_an_empty_table(
     out = tmp_path / f"top.{fmt}"
     with caplog.at_level(logging.WARNING):
         manifest = score_catalog(catalog_config(fake, inp, out, top_k=3))
-    assert "USERS has a header but no rows" in caplog.text
+    assert "has a header but no rows" in caplog.text
     table = read_table(out)
     assert table.num_rows == 0 and table.column_names == TOPK
     if fmt == "parquet":
@@ -153,7 +153,9 @@ def test_manifest_rates_name_what_they_count(fake, make_pairs, tmp_path: Path) -
         catalog["users_per_second"] * len(fake.movie_ids), rel=1e-3
     )
     inp = write_table(tmp_path / "in.parquet", make_pairs(50))
-    pairs = score_file(ScoreConfig(input=inp, output=tmp_path / "o.parquet", artifacts=fake.folder))
+    pairs = score_file(
+        ScoreConfig.build(input=inp, output=tmp_path / "o.parquet", artifacts=fake.folder)
+    )
     assert "rows_per_second" not in pairs and pairs["pairs_per_second"] > 0
 
 

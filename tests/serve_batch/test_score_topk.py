@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from fake_model import read_table, write_table
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +18,7 @@ from movierec.serve_batch._topk import (
     select_block_top_k,
     select_top_k,
 )
+from tests.support import read_table, write_table
 
 
 def brute_force(users, movies, ratings, k: int, ranks=None, cold=None) -> pd.DataFrame:
@@ -161,7 +161,7 @@ def test_file_top_k_matches_brute_force_and_is_deterministic(
         out = tmp_path / f"run{run}" / "out.parquet"
         out.parent.mkdir()
         score_file(
-            ScoreConfig(
+            ScoreConfig.build(
                 input=inp,
                 output=out,
                 artifacts=fake.folder,
@@ -210,7 +210,7 @@ def test_file_top_k_matches_brute_force_and_is_deterministic(
 def test_top_k_path_follows_output_format(fake, make_pairs, tmp_path: Path, fmt: str) -> None:
     inp = write_table(tmp_path / "in.parquet", make_pairs(200, seed=2))
     manifest = score_file(
-        ScoreConfig(input=inp, output=tmp_path / f"out.{fmt}", artifacts=fake.folder, top_k=2)
+        ScoreConfig.build(input=inp, output=tmp_path / f"out.{fmt}", artifacts=fake.folder, top_k=2)
     )
     table = read_table(tmp_path / f"out.topk.{fmt}")
     assert table.column_names[:4] == ["user_id", "rank", "movie_id", "predicted_rating"]
@@ -222,7 +222,7 @@ def test_explicit_top_k_output_path(fake, make_pairs, tmp_path: Path) -> None:
     inp = write_table(tmp_path / "in.parquet", make_pairs(50))
     target = tmp_path / "best.csv"
     score_file(
-        ScoreConfig(
+        ScoreConfig.build(
             input=inp,
             output=tmp_path / "out.parquet",
             artifacts=fake.folder,

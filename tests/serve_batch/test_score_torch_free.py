@@ -8,7 +8,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from fake_model import write_table
+
+from tests.support import write_table
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ from movierec.train.config import TrainConfig
 from movierec.train.loop import predict_part
 from movierec.train.metrics import rating_errors
 from movierec.train.refit import REFIT_KEY, refit_on_all_ratings
-from tests.conftest import TINY
+from tests.support import TINY
 
 #: One torch thread: on a busy 2-core machine the default took 10x longer (13-29 s).
 CONFIG = dict(quiet=True, threads=1, **TINY)

@@ -5,7 +5,7 @@ from sklearn.model_selection import train_test_split
 
 from movierec.train.data import load_movielens
 from movierec.train.split import encode_ids, split_ratings
-from tests.conftest import real_data
+from tests.support import real_data
 from tests.synthetic import make_ratings
 
 

@@ -15,7 +15,7 @@ from movierec.train.metrics import rank_top_k, ranking_metrics
 from movierec.train.model import ModelConfig, RecommenderNet
 from movierec.train.pipeline import run_training
 from movierec.train.split import Part, Split, Vocabulary
-from tests.conftest import TINY
+from tests.support import TINY
 
 
 def test_tiny_training_beats_global_mean(trained_artifacts):

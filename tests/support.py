@@ -1,28 +1,40 @@
-"""A tiny torch-free movierec-like model built with onnx.helper, plus its numpy twin.
+"""Helpers shared by the test packages (the one support module; no test module imports
+another, and fixtures live in the conftest.py files).
 
-rating = clip(bias + user_bias[u] + movie_bias[m] + dot(P[u], Q[m]), min, max)
-rank_score = dot(R[u], S[m]) + c[m] + mix * rating     (only with ``rank_head=True``)
+* A tiny torch-free movierec-like model built with onnx.helper, plus its numpy twin.
 
-Raw IDs are non-contiguous (10, 20, 35, ...) and embedding rows are shuffled, so a
-scorer that confuses raw IDs, sorted positions and rows gets wrong numbers. Some
-movies are exact twins (same parameters) so ties happen for real.
+  rating = clip(bias + user_bias[u] + movie_bias[m] + dot(P[u], Q[m]), min, max)
+  rank_score = dot(R[u], S[m]) + c[m] + mix * rating     (only with ``rank_head=True``)
+
+  Raw IDs are non-contiguous (10, 20, 35, ...) and embedding rows are shuffled, so a
+  scorer that confuses raw IDs, sorted positions and rows gets wrong numbers. Some
+  movies are exact twins (same parameters) so ties happen for real.
+* Catalog mode checked by brute force; tiny training options; real-data lookup.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from movierec.serve_batch import contract
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 OPSET = 17
 RATING_MIN, RATING_MAX = 1.0, 5.0
@@ -413,3 +425,115 @@ def build_fake_catalog(
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def real_data(name: str) -> Path:
+    """The real MovieLens folder ``name`` in ../shared/data, or skip the test cleanly."""
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"real data {path} is absent")
+    return path
+
+
+#: Small enough to train in about a second, big enough to have structure to learn.
+TINY = dict(epochs=8, batch_size=256, embedding_dim=8, hidden=(16,), factors=8, patience=0)
+
+
+def brute_force_catalog(fake, users, exclude: pd.DataFrame | None, k: int) -> pd.DataFrame:
+    """Every user x every movie through ``predict_ids``, minus exclusions, sorted in Python."""
+    import pandas as pd
+
+    from movierec.serve_batch import load_artifacts
+
+    arts = load_artifacts(fake.model_path, fake.mapping_path)
+    rows = []
+    seen = set() if exclude is None else set(zip(exclude.user_id, exclude.movie_id, strict=True))
+    for u in sorted(set(users)):
+        movies = [m for m in fake.movie_ids.tolist() if (u, m) not in seen]
+        if not movies:
+            continue
+        pred = arts.predict_ids(np.full(len(movies), u), np.array(movies))
+        order = sorted(range(len(movies)), key=lambda i: (-pred.rank_scores[i], movies[i]))[:k]
+        for rank, i in enumerate(order, 1):
+            rows.append((u, rank, movies[i], pred.ratings[i], pred.cold_start[i]))
+    return pd.DataFrame(
+        rows, columns=["user_id", "rank", "movie_id", "predicted_rating", "cold_start"]
+    )
+
+
+def run_catalog(fake, tmp_path: Path, users, *, exclude=None, **kw) -> tuple[pd.DataFrame, dict]:
+    from movierec.serve_batch import ScoreConfig, score_catalog
+
+    inp = write_table(
+        tmp_path / "users.csv", {"user_id": np.asarray(users), "x": np.arange(len(users))}
+    )
+    ex_path = None
+    if exclude is not None:
+        ex_path = write_table(tmp_path / "rated.parquet", exclude)
+    out = tmp_path / "top.parquet"
+    manifest = score_catalog(
+        ScoreConfig.build(
+            input=inp,
+            output=out,
+            artifacts=fake.folder,
+            all_movies=True,
+            exclude=ex_path,
+            quiet=True,
+            **kw,
+        )
+    )
+    return read_table(out).to_pandas(), manifest
+
+
+def assert_same(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    import pandas as pd
+
+    cols = ["user_id", "rank", "movie_id", "cold_start"]
+    pd.testing.assert_frame_equal(got[cols], want[cols], check_dtype=False)
+    np.testing.assert_allclose(got.predicted_rating, want.predicted_rating, atol=1e-5)
+
+
+#: The TINY training of tests/conftest.py as rec-nightly flags, on one torch thread (the
+#: default thread count ran 10x slower on a busy 2-core machine).
+TINY_ARGS = [
+    "--epochs",
+    str(TINY["epochs"]),
+    "--batch-size",
+    str(TINY["batch_size"]),
+    "--embedding-dim",
+    str(TINY["embedding_dim"]),
+    "--hidden",
+    ",".join(map(str, TINY["hidden"])),
+    "--factors",
+    str(TINY["factors"]),
+    "--patience",
+    str(TINY["patience"]),
+    "--threads",
+    "1",
+]
+#: A candidate deliberately worse than TINY: one epoch at a learning rate too small to
+#: move the weights far from their start.
+WORSE_ARGS = ["--epochs", "1", "--lr", "1e-5"]
+
+
+def run_nightly_cli(data: Path, home: Path, *extra: str, quiet: bool = True) -> tuple[int, str]:
+    """rec-nightly in this process through the real exit-code mapping: (code, stderr)."""
+    from movierec.nightly.cli import UNTOUCHED, cli
+    from movierec.serve_batch.cli_support import run_command
+
+    argv = ["--data", str(data), "--home", str(home), *TINY_ARGS, *extra]
+    if quiet:
+        argv.append("--quiet")
+    buffer = io.StringIO()
+    with contextlib.redirect_stderr(buffer):
+        code = run_command(cli, argv, untouched=UNTOUCHED)
+    return code, buffer.getvalue()
+
+
+def link(path: Path) -> str | None:
+    """Where a symlink points (None if there is none)."""
+    return os.readlink(path) if path.is_symlink() else None
