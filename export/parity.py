@@ -1,14 +1,14 @@
-"""Prove that the exported model scores like PyTorch, with the scorer's own code."""
+"""Prove that the exported model scores like PyTorch, through the scorer's public API."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import pyarrow as pa
 import torch
 
-from movierec.serve_batch import Artifacts, contract
-from movierec.serve_batch._catalog import score_block_by_pairs, score_user_block
+from movierec.serve_batch import Artifacts, Model, RuntimeOptions, contract, load_artifacts
 from movierec.train.checkpoint import Checkpoint
 from movierec.train.metrics import rating_errors
 
@@ -79,16 +79,22 @@ def check_parity(
 
     def compare(name: str, u: np.ndarray, m: np.ndarray, batch_size: int) -> np.ndarray:
         rating, rank = torch_predict(ckpt, u, m)
-        pred = arts.predict_ids(
-            vocab.user_ids[u], vocab.movie_ids[m], on_unknown="error", batch_size=batch_size
+        user_ids, movie_ids = vocab.user_ids[u], vocab.movie_ids[m]
+        # ratings as rec-score writes them (Model.predict runs its driver), rank scores as
+        # its top-k tables sort by them (Artifacts.predict_ids, the call of each block)
+        scored = Model(arts, RuntimeOptions(batch_size=batch_size)).predict(
+            pa.table({contract.USER_COL: user_ids, contract.MOVIE_COL: movie_ids}),
+            on_unknown="error",
         )
+        pred = arts.predict_ids(user_ids, movie_ids, on_unknown="error", batch_size=batch_size)
+        pred_ratings = scored.column(contract.PREDICTION_COL).to_numpy()
         for label, got, want in (
-            ("rating", pred.ratings, rating),
+            ("rating", pred_ratings, rating),
             ("rank_score", pred.rank_scores, rank),
         ):
             diff = float(np.max(np.abs(got.astype(np.float64) - want))) if len(u) else 0.0
             report.checks.append(ParityCheck(f"{name} ({label})", len(u), diff, diff <= atol))
-        return pred.ratings
+        return pred_ratings
 
     got = compare("test split", test.user_idx, test.movie_idx, batch_size=4096)
     report.onnx_test_rmse = rating_errors(got, test.rating)["rmse"]
@@ -171,12 +177,19 @@ def check_catalog_parity(
             f"{name} (excluded last)", int(mask.sum()), 0.0 if order_ok else float("inf"), order_ok
         )
     )
-    # movie rows are the mapping's rows; scorer keys use movie positions (ID ascending)
-    pos_keys = (keys // n_movies) * n_movies + arts.movie_pos_of_row[keys % n_movies]
-    pos_keys.sort()
+    # the public API: recommend() with the catalog graph and without it (every pair
+    # through the model); the exclusions as the (user, movie) pairs a caller passes
     raw_users = vocab.user_ids[users]
-    with_graph = score_user_block(arts, raw_users, pos_keys, k, batch_size=4096)
-    by_pairs = score_block_by_pairs(arts, raw_users, pos_keys, k, batch_size=4096)
+    excluded = pa.table(
+        {
+            contract.USER_COL: vocab.user_ids[users[keys // vocab.n_movies]],
+            contract.MOVIE_COL: vocab.movie_ids[keys % vocab.n_movies],
+        }
+    )
+    runtime = RuntimeOptions(batch_size=4096)
+    pairs_only = load_artifacts(arts.model_path, arts.mapping_path, use_catalog=False)
+    with_graph = Model(arts, runtime).recommend(raw_users, k, exclude=excluded)
+    by_pairs = Model(pairs_only, runtime).recommend(raw_users, k, exclude=excluded)
     # the same users, ranks and movies; ratings and scores to rounding (onnxruntime's
     # float32 results move in the last bit with the batch a pair is scored in)
     values = [contract.PREDICTION_COL, contract.SCORE_COL]

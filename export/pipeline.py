@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from movierec.export.onnx_export import export_catalog_onnx, export_onnx
 from movierec.export.opsets import ONNXRUNTIME_FLOOR_MAX_IR, check_opset, ir_version_for
 from movierec.export.parity import ParityReport, check_parity
 from movierec.serve_batch import contract, load_artifacts
-from movierec.serve_batch.atomic import atomic_path, temp_path_beside
+from movierec.serve_batch.atomic import AtomicOutputs, temp_path_beside
 from movierec.serve_batch.errors import ParityError, UsageError
 from movierec.train.checkpoint import Checkpoint, load_checkpoint, package_version, utc_now
 
@@ -74,9 +72,10 @@ def run_export(config: ExportConfig) -> ExportResult:
 
     Writes the pairs graph (``model.onnx``), the catalog graph (``catalog.onnx``, the
     folded tables turned into top-k of a block of users x every movie) and the ID mapping.
-    Nothing is published unless every check passes: the mapping is renamed into place
-    first, then the catalog graph, then the model, so a model never sits beside a mapping
-    it was not built with (the scorer also refuses such a pair by the mapping's SHA-256,
+    Nothing is published unless every check passes; then the files are renamed into
+    place together (``AtomicOutputs``, the scorer's own): the mapping first, then the
+    catalog graph, then the model, so a model never sits beside a mapping it was not
+    built with (the scorer also refuses such a pair by the mapping's SHA-256,
     and a catalog graph of another export by the model's).
     """
     check_opset(config.opset)
@@ -87,12 +86,12 @@ def run_export(config: ExportConfig) -> ExportResult:
     if config.graph not in GRAPHS:
         raise UsageError(f"--graph must be one of {', '.join(GRAPHS)}, got {config.graph!r}")
     metadata = build_metadata(ckpt, config, mapping_sha, graph=config.graph)
-    tmp_model, tmp_mapping, tmp_catalog = (
-        temp_path_beside(config.model_path),
-        temp_path_beside(config.mapping_path),
-        temp_path_beside(config.catalog_path),
-    )
-    try:
+    with AtomicOutputs() as staged:
+        # committed in this order: the mapping, the catalog graph, the model, the report
+        tmp_mapping = staged.reserve(config.mapping_path)
+        tmp_catalog = staged.reserve(config.catalog_path)
+        tmp_model = staged.reserve(config.model_path)
+        tmp_report = staged.reserve(out / REPORT_FILE)
         tmp_mapping.write_bytes(mapping_bytes)
         ir_version = ir_version_for(config.opset)
         log.info(
@@ -150,14 +149,8 @@ def run_export(config: ExportConfig) -> ExportResult:
                 f"({worst.name}; {len(report.failures())} check(s) failed, tolerance "
                 f"{config.atol:g}); nothing was written"
             )
-        os.replace(tmp_mapping, config.mapping_path)
-        os.replace(tmp_catalog, config.catalog_path)
-        os.replace(tmp_model, config.model_path)
-    finally:
-        for tmp in (tmp_model, tmp_mapping, tmp_catalog):
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-    write_report(out / REPORT_FILE, config, report, metadata)
+        write_report(tmp_report, config, report, metadata)
+        staged.commit()
     return ExportResult(
         config.model_path, config.mapping_path, report, metadata, config.catalog_path
     )
@@ -173,5 +166,4 @@ def write_report(
         "ir_version": int(metadata[contract.META_IR_VERSION]),
         "onnxruntime": ort.__version__,
     }
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    Path(path).write_text(json.dumps(payload, indent=2) + "\n")

@@ -8,27 +8,37 @@ from pathlib import Path
 
 from movierec.serve_batch.errors import UsageError
 
+#: The seed network (the notebook's), defined once here: what it fixes (no
+#: dot-product branch, ranking head or implicit terms; options setting them otherwise
+#: are refused) ...
+SEED_FIXED: dict = dict(factors=0, rank_factors=0, rank_weight=0.0, implicit=False)
+#: ... and its shape and training settings (the preset of ``--arch seed``).
+SEED_PRESET: dict = dict(
+    # The notebook: Adam 5e-4, batch 64, MSE, 6 epochs, best-validation checkpoint.
+    epochs=6,
+    batch_size=64,
+    lr=5e-4,
+    embedding_dim=100,
+    hidden=(128, 64),
+    reg=0.0,
+    weight_decay=0.0,
+    patience=0,
+    side_features=False,
+    ema=0.0,
+    **SEED_FIXED,
+)
+
 #: Per-architecture defaults; an explicit CLI option overrides the preset value.
 PRESETS: dict[str, dict] = {
-    # The notebook: Adam 5e-4, batch 64, MSE, 6 epochs, best-validation checkpoint.
-    "seed": dict(
-        epochs=6,
-        batch_size=64,
-        lr=5e-4,
-        embedding_dim=100,
-        hidden=(128, 64),
-        factors=0,
-        reg=0.0,
-        weight_decay=0.0,
-        patience=0,
-        rank_factors=0,
-        rank_weight=0.0,
-        implicit=False,
-        side_features=False,
-        ema=0.0,
-    ),
+    "seed": SEED_PRESET,
     # The dataclass defaults below: chosen on the validation split of ml-100k.
     "hybrid": dict(),
+}
+#: What each architecture fixes in the network beyond the options (ModelConfig fields):
+#: the seed network has no biases, an unbounded output and N(0, 0.01) embeddings.
+NETWORKS: dict[str, dict] = {
+    "seed": dict(use_bias=False, bounded=False, init_std=0.01),
+    "hybrid": dict(use_bias=True, bounded=True, init_std=0.05),
 }
 
 
@@ -78,7 +88,7 @@ class TrainConfig:
 
         def bad(name: str, expected: str) -> UsageError:
             return UsageError(
-                f"--{name.replace('_', '-')} must be {expected}, got {getattr(self, name)!r}"
+                f"{{{name}}} must be {expected}, got {getattr(self, name)!r}", params=(name,)
             )
 
         if self.epochs < 1:
@@ -93,10 +103,18 @@ class TrainConfig:
             raise bad("factors", "0 (no dot-product branch) or more")
         if any(h < 1 for h in self.hidden):
             raise bad("hidden", "a list of positive layer widths")
-        if self.arch == "seed" and self.factors:
-            raise UsageError("--arch seed is the notebook's network and has no --factors branch")
+        if self.arch == "seed":
+            for name, fixed in SEED_FIXED.items():
+                if getattr(self, name) != fixed:
+                    raise UsageError(
+                        f"{{{name}}} {getattr(self, name)!r}: {{arch}} seed is the notebook's "
+                        f"network, which has no use for it (it fixes {name} = {fixed!r})",
+                        params=(name, "arch"),
+                    )
         if self.reg < 0 or self.weight_decay < 0:
-            raise UsageError("--reg and --weight-decay must not be negative")
+            raise UsageError(
+                "{reg} and {weight_decay} must not be negative", params=("reg", "weight_decay")
+            )
         if self.patience < 0:
             raise bad("patience", "0 (no early stopping) or more")
         if not 0 < self.test_size < 1:

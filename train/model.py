@@ -329,18 +329,19 @@ class RecommenderNet(nn.Module):
 def seed_config(
     n_users: int, n_movies: int, rating_min: float, rating_max: float, global_mean: float
 ) -> ModelConfig:
-    """The notebook's exact network (embeddings initialised N(0, 0.01))."""
+    """The notebook's exact network (``movierec.train.config``'s seed definition)."""
+    from movierec.train.config import NETWORKS, SEED_PRESET
+
     return ModelConfig(
         n_users=n_users,
         n_movies=n_movies,
         arch="seed",
-        embedding_dim=100,
-        hidden=(128, 64),
-        factors=0,
-        use_bias=False,
-        bounded=False,
+        embedding_dim=SEED_PRESET["embedding_dim"],
+        hidden=tuple(SEED_PRESET["hidden"]),
+        factors=SEED_PRESET["factors"],
+        rank_factors=SEED_PRESET["rank_factors"],
         rating_min=rating_min,
         rating_max=rating_max,
         global_mean=global_mean,
-        init_std=0.01,
+        **NETWORKS["seed"],
     )

@@ -15,7 +15,7 @@ from movierec.serve_batch import contract
 from movierec.serve_batch.atomic import atomic_path
 from movierec.serve_batch.errors import UsageError
 from movierec.train.checkpoint import Checkpoint, package_version, save_checkpoint, utc_now
-from movierec.train.config import TrainConfig, recorded_path
+from movierec.train.config import NETWORKS, TrainConfig, recorded_path
 from movierec.train.data import MovieLensData, load_movielens, resolve_data_path
 from movierec.train.features import movie_features, user_features
 from movierec.train.loop import History, deterministic_algorithms, fit, predict_part
@@ -46,25 +46,23 @@ def build_model_config(
     n_user_features: int = 0,
     n_movie_features: int = 0,
 ) -> ModelConfig:
-    """The network for ``config.arch``, sized to the vocabulary and the rating scale."""
-    seed = config.arch == "seed"
+    """The network for ``config.arch``, sized to the vocabulary and the rating scale
+    (what the architecture fixes beyond the options: ``NETWORKS``)."""
     return ModelConfig(
         n_users=split.vocab.n_users,
         n_movies=split.vocab.n_movies,
         arch=config.arch,
         embedding_dim=config.embedding_dim,
         hidden=tuple(config.hidden),
-        factors=0 if seed else config.factors,
-        use_bias=not seed,
-        bounded=not seed,
+        factors=config.factors,
         rating_min=scale[0],
         rating_max=scale[1],
         global_mean=float(split.train.rating.mean()),
-        init_std=0.01 if seed else 0.05,
         n_user_features=n_user_features,
         n_movie_features=n_movie_features,
-        rank_factors=0 if seed else config.rank_factors,
-        implicit_nnz=len(split.train) if config.implicit and not seed else 0,
+        rank_factors=config.rank_factors,
+        implicit_nnz=len(split.train) if config.implicit else 0,
+        **NETWORKS[config.arch],
     )
 
 

@@ -253,17 +253,19 @@ def test_scorer_uses_the_exported_catalog_graph(exported):
 
 def test_failed_catalog_parity_publishes_nothing(trained_artifacts, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    real = export_parity.score_block_by_pairs
+    real = export_parity.Model.recommend
 
-    def reversed_ranks(*args, **kwargs):
-        table = real(*args, **kwargs)
+    def reversed_ranks(self, *args, **kwargs):  # wrong tables from the pairs path only
+        table = real(self, *args, **kwargs)
+        if self.artifacts.catalog is not None:
+            return table
         return table.set_column(
             2,
             contract.MOVIE_COL,
             pa.array(table.column(contract.MOVIE_COL).to_numpy()[::-1].copy()),
         )
 
-    monkeypatch.setattr(export_parity, "score_block_by_pairs", reversed_ranks)
+    monkeypatch.setattr(export_parity.Model, "recommend", reversed_ranks)
     with pytest.raises(ParityError, match=r"catalog top-\d+ of \d+ users \(table == pairs path\)"):
         run_export(ExportConfig(artifacts=trained_artifacts, output=out))
     assert not any(p.name.endswith(".onnx") for p in out.iterdir())

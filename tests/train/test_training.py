@@ -12,7 +12,7 @@ from movierec.train.checkpoint import load_checkpoint
 from movierec.train.cli import cli
 from movierec.train.config import TrainConfig
 from movierec.train.metrics import rank_top_k, ranking_metrics
-from movierec.train.model import ModelConfig, RecommenderNet
+from movierec.train.model import ModelConfig, RecommenderNet, seed_config
 from movierec.train.pipeline import run_training
 from movierec.train.split import Part, Split, Vocabulary
 from tests.support import TINY
@@ -93,6 +93,15 @@ def test_seed_arch_is_the_notebook_network():
     )
     shapes = [tuple(p.shape) for p in model.parameters()]
     assert shapes == [(5, 100), (6, 100), (128, 200), (128,), (64, 128), (64,), (1, 64), (1,)]
+    # the one definition: the preset, the network rec-train builds, and seed_config agree
+    built = seed_config(5, 6, 1.0, 5.0, 3.5)
+    assert (built.embedding_dim, built.hidden, built.factors) == (100, (128, 64), 0)
+    assert (built.use_bias, built.bounded, built.init_std, built.rank_factors) == (
+        False,
+        False,
+        0.01,
+        0,
+    )
 
 
 def test_bounded_output_stays_in_scale():
@@ -129,8 +138,19 @@ def test_rank_top_k_breaks_ties_by_index():
 def test_bad_config_values_are_refused():
     with pytest.raises(UsageError, match="architecture"):
         TrainConfig.for_arch("transformer")
-    with pytest.raises(UsageError, match="no --factors"):
-        TrainConfig.for_arch("seed", factors=8)
+    # what the seed network fixes is refused when set otherwise, never dropped
+    for option, value in (("factors", 8), ("rank_factors", 4), ("rank_weight", 0.5)):
+        with pytest.raises(UsageError, match=rf"^{option} {value}: arch seed is the notebook's"):
+            TrainConfig.for_arch("seed", **{option: value})
+    with pytest.raises(UsageError, match="implicit True: arch seed"):
+        TrainConfig.for_arch("seed", implicit=True)
+    assert TrainConfig.for_arch("seed", factors=0).factors == 0  # the value it fixes anyway
+
+
+def test_cli_refusals_name_the_flags(tmp_path, capsys):
+    code = run_command(cli, ["--arch", "seed", "--rank-factors", "4", "--artifacts", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("Error: --rank-factors 4: --arch seed is the notebook's")
 
 
 def test_cli_bad_data_exits_2_without_traceback(tmp_path):
