@@ -155,7 +155,6 @@ def main() -> None:
 
     from movierec.serve_batch import ScoreConfig, score_catalog
     from movierec.serve_batch._manifest import manifest_path
-    from movierec.serve_batch._ray import score_with_ray
 
     cpus = os.cpu_count() or 1
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -188,7 +187,7 @@ def main() -> None:
         times = []
         for _ in range(repeat):
             with Timer() as t:
-                run(ScoreConfig(input=inp, output=out, **cfg[label]))
+                run(ScoreConfig.build(input=inp, output=out, **cfg[label]))
             times.append(t.seconds)
             print(f"  {label}, {pq.read_metadata(inp).num_rows:,} users: {t.seconds:.2f} s")
         runs[label].append(times)
@@ -196,7 +195,7 @@ def main() -> None:
 
     cfg = {
         "local": dict(threads=cpus, **common),
-        "ray": dict(engine="ray", workers=cpus, threads_per_worker=1, **common),
+        "ray": dict(engine="ray", actors=cpus, threads_per_actor=1, **common),
     }
     runs: dict[str, list] = {"local": [], "ray": []}
     local_out, ray_out = RESULTS / "scale_top_local.parquet", RESULTS / "scale_top_ray.parquet"
@@ -213,9 +212,9 @@ def main() -> None:
     print(f"  ray.init (local instance, {cpus} CPUs): {start.seconds:.2f} s")
     try:
         # the first Ray Data job of a process also starts Ray Data's own actors
-        first_job = best_of("ray", score_with_ray, tiny_path, tiny_out, 1)
-        ray_tiny = best_of("ray", score_with_ray, tiny_path, tiny_out, 1)
-        ray_s = best_of("ray", score_with_ray, users_path, ray_out, args.repeat)
+        first_job = best_of("ray", score_catalog, tiny_path, tiny_out, 1)
+        ray_tiny = best_of("ray", score_catalog, tiny_path, tiny_out, 1)
+        ray_s = best_of("ray", score_catalog, users_path, ray_out, args.repeat)
         engine = json.loads(manifest_path(ray_out).read_text())["engine"]
     finally:
         ray.shutdown()

@@ -1,7 +1,7 @@
 """Scoring speed against the machine's limit, in one run: the numbers of issue 7.
 
     python bench/score.py [--artifacts DIR] [--seed-artifacts DIR] [--pairs 10000000]
-                          [--repeat 3] [--wait-idle SECONDS]
+                          [--repeat 3] [--wait-idle SECONDS] [--against REF [--e2e-only]]
 
 ``--artifacts``: a rec-train output folder (default bench/results/artifacts, trained with
 the defaults on ../shared/data/ml-100k when it has no checkpoint). Its checkpoint is
@@ -19,6 +19,10 @@ Measured in this run, per model:
   * PyTorch eager ``predict_with_rank`` on the same checkpoint at its best batch size;
   * catalog mode: top-10 of every movie for every user, the users' rated (train and
     validation) pairs excluded, through the catalog graph and through the pairs graph.
+``--against REF`` adds the driver of the commit REF side by side (a ``git worktree`` of
+REF under bench/results/, run through ``bench/_e2e_run.py`` with its own PYTHONPATH, and
+this tree's driver the same way), the folded graph end to end, alternating within each
+round; ``--e2e-only`` measures nothing else.
 Timed runs alternate within each of --repeat rounds and the best of each is kept (the
 machine is shared; a busy neighbour then hurts every variant alike).
 Writes bench/results/score.json.
@@ -28,19 +32,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS, Timer, print_table, read_mapping_ids, write_pairs
+from _common import REPO, RESULTS, Timer, print_table, read_mapping_ids, write_pairs
 from _graphs import graph_metadata, prepare_graphs
 
-import movierec.serve_batch._pairs as pairs_mod
 from movierec.serve_batch import ScoreConfig, contract, load_artifacts, score_catalog, score_file
-from movierec.serve_batch._catalog import read_exclusions, score_blocks
+from movierec.serve_batch._catalog_job import read_exclusions
 from movierec.serve_batch._config import DEFAULT_BATCH_SIZE, DEFAULT_CATALOG_TOP_K
+from movierec.serve_batch._driver import Sink, catalog_spec, stream_catalog
+from movierec.serve_batch._executors import LocalExecutor
+from movierec.serve_batch._io import open_input
 from movierec.serve_batch._session import RUN_ROWS, available_cores
 
 BARS = {"pairs_per_second": 3_000_000, "folded_over_plain": 2.0, "catalog_seconds": 1.0}
@@ -86,13 +94,50 @@ def _timed(fn) -> float:
     return t.seconds
 
 
-class _Collect:
-    """A stand-in for the top-k writer of catalog mode: counts rows."""
+def against_tree(ref: str) -> tuple[str, Path]:
+    """A ``git worktree`` of ``ref`` under bench/results/ and a folder whose ``movierec/``
+    links to its stage folders (for PYTHONPATH); returns (commit, that folder)."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{ref}^{{commit}}"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    base = RESULTS / f"against-{commit[:12]}"
+    tree = base / "tree"
+    if not (tree / ".git").exists():
+        base.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(tree), commit],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        )
+    package = base / "path" / "movierec"
+    package.mkdir(parents=True, exist_ok=True)
+    for stage in ("serve_batch", "train", "export", "nightly"):
+        link = package / stage
+        if (tree / stage).is_dir() and not link.exists():
+            link.symlink_to(tree / stage)
+    return commit, base / "path"
 
-    rows = 0
 
-    def write(self, table) -> None:
-        self.rows += table.num_rows
+def e2e_subprocess(pairs: Path, artifacts: Path, out: Path, pythonpath: Path | None) -> dict:
+    """One timed pairs run in a fresh process (this tree's driver, or another commit's)."""
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "_e2e_run.py"), str(pairs), str(out), str(artifacts)],
+        env=env,
+        cwd=RESULTS,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def measure_model(name: str, folder: Path | None, args, roof: list[float]) -> dict:
@@ -124,18 +169,15 @@ def measure_model(name: str, folder: Path | None, args, roof: list[float]) -> di
         return _timed(lambda: arts[graph].predict_rows(user_rows, movie_rows, DEFAULT_BATCH_SIZE))
 
     def e2e(graph: str, overlap: bool = True) -> float:
-        cfg = ScoreConfig(
-            input=pairs_path,
-            output=RESULTS / "scored.parquet",
+        cfg = ScoreConfig.build(
+            pairs_path,
+            RESULTS / "scored.parquet",
             artifacts=graphs.folders[graph],
             quiet=True,
+            overlap_io=overlap,
         )
-        pairs_mod.OVERLAP_IO = overlap
-        try:
-            with Timer() as t:
-                manifest = score_file(cfg)
-        finally:
-            pairs_mod.OVERLAP_IO = True
+        with Timer() as t:
+            manifest = score_file(cfg)
         assert manifest["rows_written"] == args.pairs
         return t.seconds
 
@@ -147,9 +189,9 @@ def measure_model(name: str, folder: Path | None, args, roof: list[float]) -> di
 
     pq.write_table(pa.table({contract.USER_COL: users}), cat_users)
     k = DEFAULT_CATALOG_TOP_K
-    ccfg = ScoreConfig(
-        input=cat_users,
-        output=RESULTS / f"catalog_top_{name}.parquet",
+    ccfg = ScoreConfig.build(
+        cat_users,
+        RESULTS / f"catalog_top_{name}.parquet",
         artifacts=folded,
         all_movies=True,
         top_k=k,
@@ -163,17 +205,43 @@ def measure_model(name: str, folder: Path | None, args, roof: list[float]) -> di
         "pairs graph": arts["folded"],
     }
     excluded = None
-    if ccfg.exclude is not None:
-        excluded, _ = read_exclusions(ccfg, "parquet", cat_arts["catalog graph"], users)
+    job = ccfg.job
+    if job.exclude is not None:
+        ex = open_input(job.exclude, "exclude", (job.user_col, job.movie_col), only_columns=True)
+        excluded, _ = read_exclusions(ex, job, cat_arts["catalog graph"], users, DEFAULT_BATCH_SIZE)
 
     def catalog_scoring(way: str) -> float:
-        sink = _Collect()
-        t = _timed(lambda: score_blocks(ccfg, cat_arts[way], users, excluded, k, sink))
+        """The catalog driver's scoring loop alone (rows kept in memory, not written)."""
+        spec = catalog_spec(job, cat_arts[way], DEFAULT_BATCH_SIZE)
+        sink = Sink.memory()
+        executor = LocalExecutor(cat_arts[way])
+        t = _timed(
+            lambda: stream_catalog(executor, spec, users, excluded, sink, per_task=spec.per_block)
+        )
         assert sink.rows == users.size * k
         return t
 
     def catalog_e2e() -> float:
         return _timed(lambda: score_catalog(ccfg))
+
+    against = {}
+    cpu_seconds: dict[str, list[float]] = {}
+    if args.against:
+        commit, path = against_tree(args.against)
+        out = RESULTS / "scored_subprocess.parquet"
+
+        def sub(pythonpath: Path | None) -> float:
+            got = e2e_subprocess(pairs_path, folded, out, pythonpath)
+            assert got["rows"] == args.pairs
+            expected = str(path) if pythonpath else str(REPO)
+            assert got["module"].startswith(expected), got["module"]
+            cpu_seconds.setdefault("old" if pythonpath else "new", []).append(got["cpu_seconds"])
+            return got["seconds"]
+
+        against = {
+            "e2e folded, this tree (own process)": lambda: sub(None),
+            f"e2e folded, {commit[:12]} (own process)": lambda: sub(path),
+        }
 
     runs = {
         "bare folded": lambda: bare("folded"),
@@ -185,6 +253,9 @@ def measure_model(name: str, folder: Path | None, args, roof: list[float]) -> di
         "catalog scoring, pairs graph": lambda: catalog_scoring("pairs graph"),
         "catalog end to end": catalog_e2e,
     }
+    if args.e2e_only:
+        runs = {"e2e folded": runs["e2e folded"]}
+    runs.update(against)
     times: dict[str, list[float]] = {key: [] for key in runs}
     for r in range(args.repeat):
         if args.wait_idle:
@@ -200,6 +271,14 @@ def measure_model(name: str, folder: Path | None, args, roof: list[float]) -> di
         )
     best = {key: min(v) for key, v in times.items()}
 
+    rate = {key: args.pairs / s for key, s in best.items() if not key.startswith("catalog")}
+    if args.e2e_only:
+        return {
+            "pairs": args.pairs,
+            "seconds": best,
+            "all_seconds": times,
+            "pairs_per_second": rate,
+        }
     # PyTorch eager, the reference a user would otherwise write: its best batch size
     model = ckpt.model.eval()
     n_eager = min(args.pairs, 2_000_000)
@@ -215,8 +294,6 @@ def measure_model(name: str, folder: Path | None, args, roof: list[float]) -> di
 
             eager[bs] = n_eager / min(_timed(loop) for _ in range(args.repeat))
     eager_bs = max(eager, key=eager.get)
-
-    rate = {key: args.pairs / s for key, s in best.items() if not key.startswith("catalog")}
     return {
         "artifacts": str(graphs.artifacts),
         "arch": graph_metadata(folded)["arch"],
@@ -240,6 +317,25 @@ def measure_model(name: str, folder: Path | None, args, roof: list[float]) -> di
             "scores": int(users.size * movies.size),
         },
     }
+
+
+def summarize_against(name: str, m: dict) -> list[tuple[str, str]]:
+    """This tree's driver against --against's, both in processes of their own."""
+    r = m["pairs_per_second"]
+    new, old = (k for k in r if k.endswith("(own process)"))
+    rows = [(f"[{name}] {key}", f"{r[key]:>11,.0f} pairs/s") for key in (new, old)]
+    rows.append(
+        (f"[{name}] this tree / {old.split(', ')[1].split()[0]}", f"{r[new] / r[old]:>11.3f}x")
+    )
+    cpu = m.get("against_cpu_seconds") or {}
+    if cpu:
+        rows.append(
+            (
+                f"[{name}] CPU seconds (best) this tree | other",
+                f"{min(cpu['new']):>11.2f} | {min(cpu['old']):.2f}",
+            )
+        )
+    return rows
 
 
 def summarize(name: str, m: dict, roof: float) -> list[tuple[str, str]]:
@@ -313,6 +409,17 @@ def main() -> None:
         help="before each round, wait up to this long for the CPUs to go idle (shared "
         "machines); 0: do not wait",
     )
+    parser.add_argument(
+        "--against",
+        metavar="REF",
+        default=None,
+        help="also run the driver of this git commit side by side (end to end, folded)",
+    )
+    parser.add_argument(
+        "--e2e-only",
+        action="store_true",
+        help="measure rec-score end to end (folded) only, and --against",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "score.json")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -350,7 +457,17 @@ def main() -> None:
     )
     rows = []
     for name, m in models.items():
-        rows += summarize(name, m, best_roof)
+        if args.e2e_only:
+            rows.append(
+                (
+                    f"[{name}] rec-score Parquet->Parquet, folded",
+                    f"{m['pairs_per_second']['e2e folded']:>11,.0f} pairs/s",
+                )
+            )
+        else:
+            rows += summarize(name, m, best_roof)
+        if args.against:
+            rows += summarize_against(name, m)
     print_table(rows)
     print(f"JSON: {args.out}")
 

@@ -44,13 +44,13 @@ def cpu_flags() -> list[str]:
 
 
 def load(folder: Path, threads: int, parallelism: str, graph_opt: str = "all", run_rows=None):
-    session_mod.PARALLELISM = parallelism
     arts = load_artifacts(
         folder / contract.MODEL_FILE,
         folder / contract.MAPPING_FILE,
         threads=threads,
         graph_opt=graph_opt,
         use_catalog=False,
+        parallelism=parallelism,
     )
     if run_rows:
         arts.run_rows = run_rows
@@ -183,7 +183,6 @@ def main() -> None:
                 load(folded, n, "intra", run_rows=size)
             )
     record("threads", sweep(thread_cfgs, users, movies, rep))
-    session_mod.PARALLELISM = "calls"
 
     # 3b. the session's first call: rec-score warms each session with one full call,
     # because onnxruntime plans its memory for the first shape it runs

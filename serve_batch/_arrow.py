@@ -94,3 +94,31 @@ def _unpack_bits(buffer: pa.Buffer | None, offset: int, n: int) -> np.ndarray:
         return np.zeros(n, dtype=np.bool_)
     bits = np.frombuffer(buffer, np.uint8)
     return np.unpackbits(bits, count=offset + n, bitorder="little")[offset:].view(np.bool_)
+
+
+#: The one column of :func:`pickled_table`.
+PICKLED_COL = "pickled"
+
+
+def pickled_table(items: list) -> pa.Table:
+    """Python objects as a table of one binary cell each (how the Ray engine moves blocks
+    and results of any type through Ray Data; Arrow tables pickle as their buffers)."""
+    import pickle
+
+    data = [pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL) for item in items]
+    offsets = np.zeros(len(data) + 1, dtype=np.int64)
+    np.cumsum([len(d) for d in data], out=offsets[1:])
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
+    column = pa.Array.from_buffers(pa.large_binary(), len(data), buffers)
+    return pa.Table.from_arrays([column], names=[PICKLED_COL])
+
+
+def unpickled(table: pa.Table) -> list:
+    """The objects of :func:`pickled_table`, in order."""
+    import pickle
+
+    column = table.column(PICKLED_COL).combine_chunks()
+    offsets = np.frombuffer(column.buffers()[1], np.int64, len(column) + 1, column.offset * 8)
+    data = column.buffers()[2]
+    ends = zip(offsets[:-1], offsets[1:], strict=True)
+    return [pickle.loads(data[int(a) : int(b)]) for a, b in ends]

@@ -172,6 +172,28 @@ class RayOptions:
             raise _refuse(f"{names} only {verb} to {{engine}} ray", *given, "engine")
         return None
 
+    def plan_actors(self, cpus: float, blocks: int | None = None) -> int:
+        """Actors on a cluster of ``cpus``: N x T never exceeds them, and never more
+        actors than ``blocks``."""
+        t = self.threads_per_actor
+        if cpus < t:
+            raise _refuse(
+                f"{{threads_per_actor}} {t} needs {t} CPUs per actor, but the Ray cluster "
+                f"has {cpus:g}",
+                "threads_per_actor",
+            )
+        most = int(cpus // t)
+        if self.actors is not None and self.actors > most:
+            raise _refuse(
+                f"{{actors}} {self.actors} x {{threads_per_actor}} {t} = {self.actors * t} "
+                f"CPUs, but the Ray cluster has {cpus:g}; lower {{actors}} or "
+                "{threads_per_actor}",
+                "actors",
+                "threads_per_actor",
+            )
+        n = self.actors or most
+        return max(1, n if blocks is None else min(n, blocks))
+
     def __post_init__(self) -> None:
         if self.actors is not None and self.actors < 1:
             raise _refuse(f"{{actors}} must be at least 1, got {self.actors}", "actors")

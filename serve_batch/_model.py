@@ -31,7 +31,7 @@ from movierec.serve_batch._executors import LocalExecutor
 from movierec.serve_batch._io import table_input
 from movierec.serve_batch._pairs import PairsTotals, pairs_spec
 from movierec.serve_batch._topk import topk_schema
-from movierec.serve_batch.errors import DataError
+from movierec.serve_batch.errors import DataError, UsageError
 
 
 def load_model(
@@ -149,13 +149,15 @@ class Model:
         ``exclude`` is a pandas object, else a pyarrow Table.
         """
         arts, rt = self.artifacts, self.runtime
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise UsageError(f"k must be at least 1, got {k!r}")
         users_table, kind = _as_table(users, "users", column=user_col)
         job = ScoreJob(
             input=Path("users"),
             output=Path("recommendations"),
             user_col=user_col,
             movie_col=movie_col,
-            top_k=k,
+            top_k=int(k),
             on_unknown=on_unknown,
             all_movies=True,
             exclude=None if exclude is None else Path("exclude"),

@@ -23,7 +23,6 @@ import dataclasses
 import hashlib
 import logging
 import os
-import pickle
 import shutil
 import signal
 import tempfile
@@ -35,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from movierec.serve_batch import contract
+from movierec.serve_batch._arrow import pickled_table, unpickled
 from movierec.serve_batch._artifacts import Artifacts, load_artifacts
 from movierec.serve_batch._config import RayOptions, ScoreConfig
 from movierec.serve_batch.errors import (
@@ -52,8 +51,6 @@ log = logging.getLogger(__name__)
 
 #: What the Ray engine tells a user whose environment lacks Ray.
 RAY_INSTALL_HINT = 'pip install "movierec[ray]" (or: pip install "ray[data]>=2.9")'
-#: The one column of the tables Ray Data moves: a pickled block or result per row.
-PICKLED_COL = "__rec_pickled"
 #: Ray Data fails the job instead of waiting longer than this for the actor pool to
 #: start (e.g. when the cluster has no room for it) or for any progress at all.
 ACTOR_START_TIMEOUT_S = 300
@@ -93,7 +90,7 @@ class RayExecutor:
         self.ray, self.config, self.arts = ray, config, arts
         self.options: RayOptions = config.ray or RayOptions()
         self.info: dict[str, Any] = {"name": "ray", **cluster}
-        self.actors = plan_actors(self.options, cluster["cluster_cpus"], None)
+        self.actors = self.options.plan_actors(cluster["cluster_cpus"])
         self.busy = 0.0
 
     @classmethod
@@ -118,7 +115,7 @@ class RayExecutor:
         quiet = self.config.runtime.quiet
         with _data_context(ray, quiet, preserve_order=ordered):
             if read is None:
-                ds = ray.data.from_arrow([_pickled([p]) for p in parts])
+                ds = ray.data.from_arrow([pickled_table([p]) for p in parts])
             else:
                 ds = ray.data.read_datasource(
                     _parts_source(parts, read),
@@ -130,7 +127,7 @@ class RayExecutor:
                 self.info["read_tasks"] = len(parts)
             ds = self._map_on_actors(ds, fn, blocks=len(parts))
             for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-                for result in _unpickled(table):
+                for result in unpickled(table):
                     self.busy += getattr(result, "busy_seconds", 0.0)
                     yield result
 
@@ -138,7 +135,7 @@ class RayExecutor:
         """``map_batches`` on a fixed pool of actors, each with T onnxruntime threads
         (``blocks``: the input bundles, at least; no more actors than that)."""
         t = self.options.threads_per_actor
-        actors = plan_actors(self.options, self.info["cluster_cpus"], blocks)
+        actors = self.options.plan_actors(self.info["cluster_cpus"], blocks)
         shipped = _ship_artifacts(self.ray, self.config, self.arts)
         self.info.update(
             actors=actors,
@@ -190,37 +187,17 @@ class _Actor:
         if self.error is not None:
             raise self.error
         results = []
-        for block in _unpickled(batch):
+        for block in unpickled(batch):
             t0 = time.perf_counter()
             result = self.fn(self.arts, block)
             result.busy_seconds = time.perf_counter() - t0
             results.append(result)
-        return _pickled(results)
-
-
-def _pickled(items: list[Any]) -> pa.Table:
-    """Python objects as a table of one binary cell each (built from buffers)."""
-    data = [pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL) for item in items]
-    offsets = np.zeros(len(data) + 1, dtype=np.int64)
-    np.cumsum([len(d) for d in data], out=offsets[1:])
-    column = pa.Array.from_buffers(
-        pa.large_binary(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
-    )
-    return pa.Table.from_arrays([column], names=[PICKLED_COL])
-
-
-def _unpickled(table: pa.Table) -> list[Any]:
-    column = table.column(PICKLED_COL).combine_chunks()
-    offsets = np.frombuffer(column.buffers()[1], np.int64, len(column) + 1, column.offset * 8)
-    data = column.buffers()[2]
-    return [
-        pickle.loads(data[int(a) : int(b)]) for a, b in zip(offsets[:-1], offsets[1:], strict=True)
-    ]
+        return pickled_table(results)
 
 
 def _read_part(read: Any, part: Any) -> Iterator[pa.Table]:
     for block in read(part):
-        yield _pickled([block])
+        yield pickled_table([block])
 
 
 def _parts_source(parts: list[Any], read: Any) -> Any:
@@ -432,25 +409,6 @@ class _HideConsoleRecords(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno < self.below
-
-
-def plan_actors(options: RayOptions, cpus: float, blocks: int | None) -> int:
-    """Actors: N x T never exceeds the cluster's CPUs, and never more actors than blocks."""
-    t = options.threads_per_actor
-    if cpus < t:
-        raise UsageError(
-            f"{{threads_per_actor}} {t} needs {t} CPUs per actor, but the Ray cluster has {cpus:g}",
-            params=("threads_per_actor",),
-        )
-    most = int(cpus // t)
-    if options.actors is not None and options.actors > most:
-        raise UsageError(
-            f"{{actors}} {options.actors} x {{threads_per_actor}} {t} = {options.actors * t} "
-            f"CPUs, but the Ray cluster has {cpus:g}; lower {{actors}} or {{threads_per_actor}}",
-            params=("actors", "threads_per_actor"),
-        )
-    n = options.actors or most
-    return max(1, n if blocks is None else min(n, blocks))
 
 
 def _named_or_remote_args(fn: Any, **args: Any) -> dict[str, Any]:

@@ -356,3 +356,29 @@ def test_bad_artifacts_leave_no_output(fake, make_pairs, tmp_path: Path) -> None
     with pytest.raises(ArtifactError, match="model not found"):
         score_file(cfg)
     assert list_dir(tmp_path) == ["in.parquet"]
+
+
+def test_local_engine_reads_and_writes_folders(fake, make_pairs, tmp_path: Path) -> None:
+    """A folder of Parquet files in (name order), a folder of parts out: the rows of the
+    single-file run, in input order, with _SUCCESS; the top-k table in OUTPUT.topk/."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(make_pairs(300, seed=7, unknown=True))
+    folder = tmp_path / "pairs"
+    (folder / "b").mkdir(parents=True)
+    pq.write_table(table.slice(0, 120), folder / "a.parquet")
+    pq.write_table(table.slice(120), folder / "b" / "c.parquet")
+    single = write_table(tmp_path / "all.parquet", table)
+    one = score_file(config(fake, single, tmp_path / "one.parquet", batch_size=50, top_k=2))
+    parts = score_file(config(fake, folder, tmp_path / "scores", batch_size=50, top_k=2))
+    names = sorted(p.name for p in (tmp_path / "scores").iterdir())
+    assert names[0] == "_SUCCESS" and len(names) == 1 + 7  # a part per block: 3 + 4 of 50
+    got = pa.concat_tables(
+        pq.read_table(p) for p in sorted((tmp_path / "scores").glob("*.parquet"))
+    )
+    assert got.equals(pq.read_table(tmp_path / "one.parquet"))
+    topk = pq.read_table(tmp_path / "scores.topk" / "part-000000000000.parquet")
+    assert topk.equals(pq.read_table(tmp_path / "one.topk.parquet"))
+    assert parts["input_files"] == 2 and parts["output_layout"] == "folder"
+    assert parts["unknown"] == one["unknown"] and parts["rows_written"] == one["rows_written"]
