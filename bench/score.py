@@ -302,6 +302,7 @@ def measure_model(name: str, folder: Path | None, args, roof: list[float]) -> di
         "seconds": best,
         "all_seconds": times,
         "pairs_per_second": rate,
+        "against_cpu_seconds": cpu_seconds,
         "pytorch_eager": {
             "pairs": n_eager,
             "torch_threads": torch.get_num_threads(),

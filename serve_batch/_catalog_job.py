@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from movierec.serve_batch._arrow import to_numpy
 from movierec.serve_batch._artifacts import Artifacts, format_first_ids
 from movierec.serve_batch._catalog import score_user_block, sorted_unique
 from movierec.serve_batch._config import ScoreJob
@@ -43,8 +44,6 @@ def read_users(inp: Input, job: ScoreJob, batch_size: int) -> tuple[np.ndarray, 
     parts = [b.table.column(0) for p in inp.parts for b in read(p)]
     if not parts:
         return np.empty(0, dtype=np.int64), 0
-    from movierec.serve_batch._arrow import to_numpy
-
     users = np.concatenate([to_numpy(c) for c in parts])
     return users, int(users.size)
 
@@ -97,8 +96,6 @@ def read_exclusions(
     ``user_pos`` indexes ``users``; ``movie_pos`` the mapping's movies by ID ascending
     (the candidate order). Pairs of other users or unknown movies cannot be candidates.
     """
-    from movierec.serve_batch._arrow import to_numpy
-
     n_movies = len(arts.movies)
     keys, rows = [], 0
     for part in inp.parts:

@@ -167,14 +167,17 @@ class Sink:
     """Where the driver writes results: a file (through a writer thread when I/O
     overlaps scoring), a folder whose parts the blocks wrote themselves, or memory."""
 
-    def __init__(self, writer: Any = None, background: bool = False, batch_size: int = 1) -> None:
+    def __init__(
+        self, writer: TableWriter | None = None, background: bool = False, batch_size: int = 1
+    ) -> None:
         self.rows = 0
-        self._writer = writer
+        self._file = writer
+        self._thread: BackgroundWriter | None = None
         if writer is not None and background:
             # room for a whole row group while the writer encodes the previous one, so
             # that scoring never waits on it (bench/score.py)
             depth = max(2, ROW_GROUP_ROWS // max(1, batch_size) + 1)
-            self._writer = BackgroundWriter(writer, depth=depth)
+            self._thread = BackgroundWriter(writer, depth=depth)
         self.tables: list[pa.RecordBatch | pa.Table] | None = [] if writer is None else None
 
     @classmethod
@@ -186,18 +189,20 @@ class Sink:
         if self.tables is not None:
             self.tables.append(table)
         else:
-            self._writer.write(table)
+            (self._thread or self._file).write(table)
 
     def close(self, ok: bool) -> None:
-        if self._writer is None:
+        """Finish the file (``ok``: every row was given; else stop without the rest)."""
+        if self._file is None:
             return
-        if isinstance(self._writer, BackgroundWriter):
-            if ok:
-                self._writer.close()
-            else:
-                self._writer.abort()
-            self._writer = self._writer._writer
-        self._writer.close()
+        try:
+            if self._thread is not None:
+                if ok:
+                    self._thread.close()
+                else:
+                    self._thread.abort()
+        finally:
+            self._file.close()
 
 
 # --- the two modes ------------------------------------------------------------------------
