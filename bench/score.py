@@ -262,7 +262,9 @@ def measure_model(name: str, folder: Path | None, args, roof: list[float]) -> di
             calm = wait_for_idle(args.wait_idle)
             print(f"  [{name}] round {r + 1}: CPUs {'idle' if calm else 'still busy'}", flush=True)
         roof.append(roofline())
-        for key, run in runs.items():
+        # every other round in reverse order, so that no variant always follows another
+        # (a run's output still being flushed to disk slows the next one)
+        for key, run in list(runs.items())[:: -1 if r % 2 else 1]:
             times[key].append(run())
         print(
             f"  [{name}] round {r + 1}/{args.repeat}: "
@@ -278,6 +280,7 @@ def measure_model(name: str, folder: Path | None, args, roof: list[float]) -> di
             "seconds": best,
             "all_seconds": times,
             "pairs_per_second": rate,
+            "against_cpu_seconds": cpu_seconds,
         }
     # PyTorch eager, the reference a user would otherwise write: its best batch size
     model = ckpt.model.eval()

@@ -136,8 +136,7 @@ def part_name(first: int) -> str:
 
 def write_table(path: Path, fmt: str, schema: pa.Schema, tables: Iterable[pa.Table]) -> int:
     """Write ``tables`` (maybe none) as one file of ``schema``; return the rows."""
-    plain = [n for n in (contract.PREDICTION_COL, contract.SCORE_COL) if n in schema.names]
-    writer = TableWriter(path, fmt, schema, plain_columns=plain)
+    writer = TableWriter(path, fmt, schema, plain_columns=_plain(schema))
     try:
         for table in tables:
             writer.write(table)
@@ -375,6 +374,8 @@ class _Run:
 
 
 def _plain(schema: pa.Schema) -> list[str]:
+    """Columns written without a dictionary: the ratings and scores (high-cardinality
+    floats, where a dictionary costs time and saves nothing)."""
     return [n for n in (contract.PREDICTION_COL, contract.SCORE_COL) if n in schema.names]
 
 

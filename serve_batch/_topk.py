@@ -28,9 +28,6 @@ TOPK_SCHEMA = pa.schema(
     ]
 )
 _TITLE_FIELD = pa.field(contract.TITLE_COL, pa.string(), nullable=True)
-#: Columns written without a dictionary (high-cardinality floats: a dictionary costs time
-#: and saves nothing).
-TOPK_PLAIN_COLUMNS = (contract.PREDICTION_COL, contract.SCORE_COL)
 
 
 def topk_schema(titles: bool = False) -> pa.Schema:
