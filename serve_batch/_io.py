@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from movierec.serve_batch._arrow import from_numpy
+from movierec.serve_batch._ids import convert_id_column
 from movierec.serve_batch.errors import DataError, UsageError
 
 #: Supported file name endings -> format (checked longest first).
@@ -502,8 +504,6 @@ def read_blocks(
     """The part's rows in blocks of at most ``batch_size``, each ID column (``columns``,
     of ``kinds`` "user"/"movie") checked and converted to int64; errors name the file
     (or table), the column and the row."""
-    from movierec.serve_batch._ids import convert_id_column
-
     if isinstance(part, TablePart):
         table = part.table.select(list(columns)) if only_columns else part.table
         source, file_row = part.label, part.input_row
@@ -550,8 +550,6 @@ def read_blocks(
 
 def _int64_column(original: pa.Array, values) -> pa.Array:
     """``values`` as an Arrow int64 column; the original itself where it already is one."""
-    from movierec.serve_batch._arrow import from_numpy
-
     if original.type == pa.int64() and original.null_count == 0:
         return original
     return from_numpy(values, "int64")
