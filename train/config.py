@@ -63,8 +63,17 @@ class TrainConfig:
     rank_weight: float = 1.0
     side_features: bool = False
     implicit: bool = True
+    #: Neighbours per row in the implicit sums (a seeded sample where a row has more);
+    #: 0 keeps all.
+    implicit_cap: int = 0
+    #: Width of the implicit vectors (projected onto the row); 0: the row's full width.
+    implicit_dim: int = 0
+    implicit_movies: bool = True  # the movie-side implicit term (its raters)
     ema: float = 0.0  # decay of the weight average evaluated and kept; 0 disables it
     test_size: float = 0.3
+    #: Users whose top-k rankings are evaluated (test metrics and the rank-mix choice): a
+    #: fixed seeded sample where more qualify; 0: all.
+    eval_users: int = 5000
     threads: int | None = None
     quiet: bool = False
 
@@ -119,6 +128,12 @@ class TrainConfig:
             raise bad("patience", "0 (no early stopping) or more")
         if not 0 < self.test_size < 1:
             raise bad("test_size", "between 0 and 1")
+        if self.eval_users < 0:
+            raise bad("eval_users", "0 (every user) or more")
+        if self.implicit_cap < 0:
+            raise bad("implicit_cap", "0 (no cap) or more")
+        if self.implicit_dim < 0:
+            raise bad("implicit_dim", "0 (the row's width) or more")
         if self.threads is not None and self.threads < 1:
             raise bad("threads", "at least 1")
 

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from movierec.train.config import TrainConfig
 from movierec.train.model import RecommenderNet
+from movierec.train.optim import RowAdam
 from movierec.train.split import Part
 
 log = logging.getLogger(__name__)
@@ -51,14 +52,55 @@ def predict_part(model: RecommenderNet, part: Part, batch: int = 65536) -> np.nd
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
 
+def bpr_loss_from_rows(
+    model: RecommenderNet, u: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
+) -> torch.Tensor:
+    """Bayesian personalised ranking: a movie the user rated above a random one."""
+    diff = model.rank_logits_from_rows(u, pos) - model.rank_logits_from_rows(u, neg)
+    return -torch.nn.functional.logsigmoid(diff).mean()
+
+
 def bpr_loss(
     model: RecommenderNet, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
 ) -> torch.Tensor:
-    """Bayesian personalised ranking: a movie the user rated above a random one."""
-    u = model.user_rows(users)
-    pos = model.rank_logits_from_rows(u, model.movie_rows(positives))
-    neg = model.rank_logits_from_rows(u, model.movie_rows(negatives))
-    return -torch.nn.functional.logsigmoid(pos - neg).mean()
+    """:func:`bpr_loss_from_rows` of index tensors."""
+    return bpr_loss_from_rows(
+        model, model.user_rows(users), model.movie_rows(positives), model.movie_rows(negatives)
+    )
+
+
+def step_objective(
+    model: RecommenderNet,
+    config: TrainConfig,
+    users: torch.Tensor,
+    movies: torch.Tensor,
+    ratings: torch.Tensor,
+    negatives: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(objective, rating MSE)`` of one batch.
+
+    Each distinct user and movie of the batch (negatives included) is gathered once and
+    its implicit sum computed once, then shared by the rating loss, the per-occurrence
+    penalty and the BPR loss."""
+    n = len(users)
+    user = model.batch_rows("user", users)
+    movie = model.batch_rows(
+        "movie", movies if negatives is None else torch.cat([movies, negatives])
+    )
+    u, m = user.rows, movie.rows
+    pred = model.rating_from_logits(model.logits_from_rows(u, m[:n]))
+    loss = torch.nn.functional.mse_loss(pred, ratings)
+    objective = loss
+    if config.reg:
+        objective = objective + config.reg * (user.table_sq + movie.table_sq[:n]).mean()
+    if config.weight_decay:
+        # weight decay of the implicit vectors this step used, applied lazily: the gradient
+        # of (wd / 2) * |y|^2 is the wd * y that Adam's weight decay adds
+        decay = user.implicit_sq + movie.implicit_sq
+        objective = objective + 0.5 * config.weight_decay * decay
+    if negatives is not None:
+        objective = objective + config.rank_weight * bpr_loss_from_rows(model, u, m[:n], m[n:])
+    return objective, loss
 
 
 @contextlib.contextmanager
@@ -86,11 +128,23 @@ def make_adam(groups: list[dict], lr: float) -> torch.optim.Optimizer:
 
 
 def param_groups(model: RecommenderNet, weight_decay: float) -> list[dict]:
-    """Weight decay on the MLP only: embeddings are regularised per occurrence instead."""
+    """Weight decay on the MLP only: embeddings are regularised per occurrence instead.
+    The sparse tables are left out: :func:`make_optimizers` gives them ``SparseAdam``."""
     dense = model.dense_parameters()
-    ids = {id(p) for p in dense}
-    rest = [p for p in model.parameters() if id(p) not in ids and p.requires_grad]
+    skip = {id(p) for p in dense} | {id(p) for p in model.sparse_parameters()}
+    rest = [p for p in model.parameters() if id(p) not in skip and p.requires_grad]
     return [{"params": dense, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
+def make_optimizers(model: RecommenderNet, config: TrainConfig) -> list[torch.optim.Optimizer]:
+    """Adam for the dense parameters; lazy Adam (:class:`RowAdam`, ``SparseAdam``'s
+    update) for the tables, which updates only the rows a step used and their moments, so
+    a step costs the batch, not the tables."""
+    optimizers = [make_adam(param_groups(model, config.weight_decay), config.lr)]
+    sparse = model.sparse_parameters()
+    if sparse:
+        optimizers.append(RowAdam(sparse, lr=config.lr))
+    return optimizers
 
 
 def fit(model: RecommenderNet, train: Part, val: Part, config: TrainConfig) -> History:
@@ -101,7 +155,7 @@ def fit(model: RecommenderNet, train: Part, val: Part, config: TrainConfig) -> H
     """
     gen = torch.Generator().manual_seed(config.seed)
     u, m, r = as_tensors(train)
-    opt = make_adam(param_groups(model, config.weight_decay), config.lr)
+    optimizers = make_optimizers(model, config)
     n, bs = len(r), config.batch_size
     rank_head = model.config.rank_factors > 0 and config.rank_weight > 0
     n_movies = model.config.n_movies
@@ -122,30 +176,29 @@ def fit(model: RecommenderNet, train: Part, val: Part, config: TrainConfig) -> H
         perm = torch.randperm(n, generator=gen)
         total = 0.0
         bar = tqdm(
-            range(n_batches),
+            total=n,
             desc=f"epoch {epoch}/{config.epochs}",
             leave=False,
-            unit="batch",
-            disable=True if config.quiet else None,
+            unit="row",
+            unit_scale=True,
+            smoothing=0.1,
+            disable=True if config.quiet else None,  # None: shown on a terminal only
         )
-        for b in bar:
+        for b in range(n_batches):
             idx = perm[b * bs : (b + 1) * bs]
-            bu, bm, br = u[idx], m[idx], r[idx]
-            with model.shared_implicit():
-                pred = model(bu, bm)
-                loss = torch.nn.functional.mse_loss(pred, br)
-                objective = loss
-                if config.reg:
-                    objective = objective + config.reg * model.embedding_penalty(bu, bm)
-                if rank_head:
-                    negatives = torch.randint(0, n_movies, (len(idx),), generator=gen)
-                    objective = objective + config.rank_weight * bpr_loss(model, bu, bm, negatives)
-            opt.zero_grad(set_to_none=True)
+            negatives = (
+                torch.randint(0, n_movies, (len(idx),), generator=gen) if rank_head else None
+            )
+            objective, loss = step_objective(model, config, u[idx], m[idx], r[idx], negatives)
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
             objective.backward()
-            opt.step()
+            for opt in optimizers:
+                opt.step()
             if ema is not None:
                 ema.update_parameters(model)
             total += float(loss.detach()) * len(idx)
+            bar.update(len(idx))
         bar.close()
         train_mse = total / n
         val_rmse = float(np.sqrt(np.mean((predict_part(evaluated, val) - val.rating) ** 2)))

@@ -17,17 +17,23 @@ One class covers both architectures so that export and scoring see one contract
 Each side's learned parameters live in one table whose columns are laid out as
 ``[mlp embedding | factors | bias | rank factors | rank bias]`` (absent parts have
 zero width), so the rows a batch uses can be regularised together, per occurrence.
+
+Training costs the batch, not the tables: the hybrid's tables have sparse gradients (a
+step updates only the rows it used, with ``SparseAdam``), a batch's rows are gathered
+once per distinct user and movie, and the implicit sums are ``embedding_bag`` sums over
+the neighbour lists of those rows alone (``movierec.train.implicit``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
+
+from movierec.train.implicit import Neighbours, neighbour_lists
 
 ARCHITECTURES = ("hybrid", "seed")
 
@@ -51,7 +57,17 @@ class ModelConfig:
     n_user_features: int = 0
     n_movie_features: int = 0
     rank_factors: int = 0  # ranking-head width; 0: rank by the rating alone
-    implicit_nnz: int = 0  # training pairs behind the implicit terms; 0 disables them
+    #: Entries of the users' implicit neighbour lists (movies each user rated in
+    #: training); 0 disables the implicit terms.
+    implicit_nnz: int = 0
+    #: Entries of the movies' lists (each movie's raters); 0: no movie-side term; None:
+    #: as ``implicit_nnz`` (checkpoints written before the two sides could differ).
+    implicit_movie_nnz: int | None = None
+    implicit_cap: int = 0  # neighbours kept per row, a seeded sample; 0 keeps all
+    implicit_seed: int = 0  # seeds that sample
+    #: Width of the implicit vectors, projected onto the row by a learned matrix; 0: the
+    #: row's full width, added as they are.
+    implicit_dim: int = 0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -63,6 +79,12 @@ class ModelConfig:
         d = dict(d)
         d["hidden"] = tuple(d.get("hidden", ()))
         return cls(**d)
+
+    def implicit_size(self, side: str) -> int:
+        """Entries of ``side``'s neighbour lists (0: that side has no implicit term)."""
+        if side == "user":
+            return self.implicit_nnz
+        return self.implicit_nnz if self.implicit_movie_nnz is None else self.implicit_movie_nnz
 
     def columns(self, side: str) -> dict[str, slice]:
         """Column ranges of each part in the ``side`` ("user" or "movie") table."""
@@ -80,6 +102,15 @@ class ModelConfig:
             start += width
         out["all"] = slice(0, start)
         return out
+
+
+@dataclass
+class BatchRows:
+    """Rows gathered for a batch, with what their per-occurrence penalties need."""
+
+    rows: torch.Tensor  # [n, width]: table row + side information + implicit term
+    table_sq: torch.Tensor  # [n]: squared norm of each table row
+    implicit_sq: torch.Tensor  # scalar: squared norm of the distinct implicit vectors used
 
 
 class RecommenderNet(nn.Module):
@@ -105,19 +136,30 @@ class RecommenderNet(nn.Module):
             if config.n_movie_features
             else None
         )
-        if config.implicit_nnz:
-            # SVD++-style implicit feedback on both sides: a user's row gains the scaled sum
-            # of vectors of the movies they rated in training, a movie's row the sum of
-            # vectors of its raters, each sum scaled by 1/sqrt(count). The rated pairs are
-            # held as CSR buffers; the sums are one sparse-dense product per side.
-            nnz = config.implicit_nnz
-            self.user_implicit = nn.Embedding(config.n_movies, self.ucols["all"].stop)
-            self.movie_implicit = nn.Embedding(config.n_users, self.mcols["all"].stop)
-            for side, n in (("user", config.n_users), ("movie", config.n_movies)):
-                self.register_buffer(f"{side}_csr_indptr", torch.zeros(n + 1, dtype=torch.long))
-                self.register_buffer(f"{side}_csr_indices", torch.zeros(nnz, dtype=torch.long))
-        else:
-            self.user_implicit = self.movie_implicit = None
+        # Sparse gradients: a step touches only the table rows its batch used (SparseAdam).
+        # The notebook's network keeps dense ones, as the notebook trained it.
+        self.sparse = config.arch != "seed"
+        self.user_table.sparse = self.movie_table.sparse = self.sparse
+        # SVD++-style implicit feedback: a user's row gains the vectors of the movies they
+        # rated in training, a movie's row those of its raters, each sum scaled by
+        # 1/sqrt(count) (over at most ``implicit_cap`` neighbours per row). The lists are
+        # CSR buffers, so the model that is saved and exported sums over the very same
+        # neighbours as the one that was trained.
+        self.user_implicit = self.movie_implicit = None
+        self.user_implicit_proj = self.movie_implicit_proj = None
+        for side, n_rows, n_cols, width in (
+            ("user", config.n_users, config.n_movies, self.ucols["all"].stop),
+            ("movie", config.n_movies, config.n_users, self.mcols["all"].stop),
+        ):
+            nnz = config.implicit_size(side)
+            if not nnz:
+                continue
+            dim = config.implicit_dim or width
+            setattr(self, f"{side}_implicit", nn.Embedding(n_cols, dim, sparse=self.sparse))
+            if config.implicit_dim:
+                setattr(self, f"{side}_implicit_proj", nn.Linear(dim, width, bias=False))
+            self.register_buffer(f"{side}_nb_indptr", torch.zeros(n_rows + 1, dtype=torch.long))
+            self.register_buffer(f"{side}_nb_indices", torch.zeros(nnz, dtype=torch.long))
         layers: list[nn.Module] = []
         width = 2 * config.embedding_dim
         for h in config.hidden:
@@ -147,9 +189,19 @@ class RecommenderNet(nn.Module):
         std = self.config.init_std
         nn.init.normal_(self.user_table.weight, std=std)
         nn.init.normal_(self.movie_table.weight, std=std)
-        for side in (self.user_side, self.movie_side, self.user_implicit, self.movie_implicit):
+        for side in (self.user_side, self.movie_side):
             if side is not None:
                 nn.init.zeros_(side.weight)
+        for side in ("user", "movie"):
+            table = getattr(self, f"{side}_implicit")
+            proj = getattr(self, f"{side}_implicit_proj")
+            if table is None:
+                continue
+            if proj is None:
+                nn.init.zeros_(table.weight)  # the term starts as a no-op
+            else:  # one factor must start non-zero, or neither ever gets a gradient
+                nn.init.normal_(table.weight, std=std)
+                nn.init.zeros_(proj.weight)
         if self.config.arch == "seed":
             return  # the notebook's Linear layers keep PyTorch's defaults
         with torch.no_grad():
@@ -167,66 +219,94 @@ class RecommenderNet(nn.Module):
         self.movie_features.copy_(movies)
 
     def set_implicit(self, user_idx: torch.Tensor, movie_idx: torch.Tensor) -> None:
-        """Install the training pairs that the implicit terms sum over."""
+        """Install the neighbour lists of these training pairs (capped and seeded as the
+        config says); their sizes must be the config's (see :func:`implicit_sizes`)."""
         c = self.config
-        for side, rows, cols, n in (
-            ("user", user_idx, movie_idx, c.n_users),
-            ("movie", movie_idx, user_idx, c.n_movies),
-        ):
-            order = torch.argsort(rows * (c.n_users + c.n_movies) + cols)
-            counts = torch.bincount(rows, minlength=n)
-            getattr(self, f"{side}_csr_indptr").copy_(
-                torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
-            )
-            getattr(self, f"{side}_csr_indices").copy_(cols[order])
+        u, m = np.asarray(user_idx, np.int64), np.asarray(movie_idx, np.int64)
+        self.set_neighbours(
+            neighbour_lists(u, m, c.n_users, c.implicit_cap, c.implicit_seed),
+            neighbour_lists(m, u, c.n_movies, c.implicit_cap, c.implicit_seed + 1),
+        )
 
-    def _csr(self, side: str) -> torch.Tensor:
-        """The normalised ``[rows, cols]`` incidence matrix of ``side`` (cheap to build)."""
-        indptr = getattr(self, f"{side}_csr_indptr")
-        indices = getattr(self, f"{side}_csr_indices")
-        lens = indptr[1:] - indptr[:-1]
-        values = lens.clamp(min=1).float().rsqrt().repeat_interleave(lens)
-        n_cols = self.config.n_movies if side == "user" else self.config.n_users
-        return torch.sparse_csr_tensor(indptr, indices, values, (len(indptr) - 1, n_cols))
+    def set_neighbours(self, users: Neighbours, movies: Neighbours) -> None:
+        """Install neighbour lists built by :func:`movierec.train.implicit.neighbour_lists`."""
+        for side, lists in (("user", users), ("movie", movies)):
+            if getattr(self, f"{side}_implicit") is None:
+                continue
+            want = self.config.implicit_size(side)
+            if lists.nnz != want:
+                raise ValueError(f"{side} neighbour lists hold {lists.nnz} entries, not {want}")
+            getattr(self, f"{side}_nb_indptr").copy_(torch.from_numpy(lists.indptr))
+            getattr(self, f"{side}_nb_indices").copy_(torch.from_numpy(lists.indices))
 
-    @contextlib.contextmanager
-    def shared_implicit(self) -> Iterator[None]:
-        """Within this block, each side's implicit sums are computed once and reused (one
-        training step calls the rows several times with the same weights)."""
-        self._implicit_memo = {}
-        try:
-            yield
-        finally:
-            self._implicit_memo = None
+    def _implicit(self, side: str, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``sum(y_j for j in N(r)) / sqrt(|N(r)|)`` for each row in ``rows``, over those
+        rows' own neighbour lists only, so the cost is their list lengths. Also returns
+        the squared norm of the distinct neighbour vectors used (for their L2 penalty).
 
-    def _implicit(self, side: str, idx: torch.Tensor) -> torch.Tensor:
-        memo = getattr(self, "_implicit_memo", None)
-        if memo is not None and side in memo:
-            return memo[side][idx]
-        weight = (self.user_implicit if side == "user" else self.movie_implicit).weight
+        The distinct neighbours are gathered once and the sums are one sparse-dense
+        product, so the backward pass yields one gradient row per distinct neighbour (an
+        ``embedding_bag`` would yield one per list entry, several times more to sort and
+        apply at ml-100k's size)."""
+        indptr = getattr(self, f"{side}_nb_indptr")
+        indices = getattr(self, f"{side}_nb_indices")
+        start = indptr[rows]
+        lens = indptr[rows + 1] - start
+        crow = torch.zeros(len(rows) + 1, dtype=torch.long)
+        torch.cumsum(lens, 0, out=crow[1:])
+        total = int(crow[-1])
+        flat = torch.repeat_interleave(start - crow[:-1], lens, output_size=total)
+        flat += torch.arange(total)
+        cols, inverse = torch.unique(indices[flat], return_inverse=True)
+        table = getattr(self, f"{side}_implicit")
+        scale = lens.clamp(min=1).to(table.weight.dtype).rsqrt()
+        values = torch.repeat_interleave(scale, lens, output_size=total)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-            table = self._csr(side) @ weight
-        if memo is not None:
-            memo[side] = table
-        return table[idx]
+            adjacency = torch.sparse_csr_tensor(crow, inverse, values, (len(rows), len(cols)))
+            vectors = table(cols)
+            sums = adjacency @ vectors
+        proj = getattr(self, f"{side}_implicit_proj")
+        return (sums if proj is None else proj(sums)), vectors.pow(2).sum()
 
     # --- rows --------------------------------------------------------------------------
+    def _distinct_rows(self, side: str, idx: torch.Tensor) -> BatchRows:
+        """The rows of the distinct indices ``idx``: full rows (side information and
+        implicit terms included) and the squared norms their penalties need."""
+        table = (self.user_table if side == "user" else self.movie_table)(idx)
+        rows = table
+        proj = self.user_side if side == "user" else self.movie_side
+        if proj is not None:
+            feats = self.user_features if side == "user" else self.movie_features
+            rows = rows + proj(feats[idx])
+        implicit_sq = torch.zeros(())
+        if getattr(self, f"{side}_implicit") is not None:
+            implicit, implicit_sq = self._implicit(side, idx)
+            rows = rows + implicit
+        return BatchRows(rows, table.pow(2).sum(-1), implicit_sq)
+
+    def batch_rows(self, side: str, idx: torch.Tensor) -> BatchRows:
+        """:class:`BatchRows` of ``idx`` (with repeats): each distinct user or movie is
+        gathered, and its implicit sum computed, once."""
+        uniq, inverse = torch.unique(idx, return_inverse=True)
+        found = self._distinct_rows(side, uniq)
+        return BatchRows(found.rows[inverse], found.table_sq[inverse], found.implicit_sq)
+
     def _user_rows(self, idx: torch.Tensor) -> torch.Tensor:
-        rows = self.user_table(idx)
-        if self.user_side is not None:
-            rows = rows + self.user_side(self.user_features[idx])
-        if self.user_implicit is not None:
-            rows = rows + self._implicit("user", idx)
-        return rows
+        return self.batch_rows("user", idx).rows
 
     def _movie_rows(self, idx: torch.Tensor) -> torch.Tensor:
-        rows = self.movie_table(idx)
-        if self.movie_side is not None:
-            rows = rows + self.movie_side(self.movie_features[idx])
-        if self.movie_implicit is not None:
-            rows = rows + self._implicit("movie", idx)
-        return rows
+        return self.batch_rows("movie", idx).rows
+
+    def _all_rows(self, side: str, block: int = 1 << 16) -> torch.Tensor:
+        """Every row of ``side``, a block at a time (bounded temporaries)."""
+        n = self.config.n_users if side == "user" else self.config.n_movies
+        return torch.cat(
+            [
+                self._distinct_rows(side, torch.arange(s, min(s + block, n))).rows
+                for s in range(0, n, block)
+            ]
+        )
 
     def train(self, mode: bool = True) -> RecommenderNet:
         self._tables = None  # weights may change: forget the cached rows
@@ -238,10 +318,7 @@ class RecommenderNet(nn.Module):
         if self.training or torch.is_grad_enabled():
             return None
         if getattr(self, "_tables", None) is None:
-            self._tables = (
-                self._user_rows(torch.arange(self.config.n_users)),
-                self._movie_rows(torch.arange(self.config.n_movies)),
-            )
+            self._tables = (self._all_rows("user"), self._all_rows("movie"))
         return self._tables
 
     def user_rows(self, idx: torch.Tensor) -> torch.Tensor:
@@ -253,11 +330,9 @@ class RecommenderNet(nn.Module):
         return self._movie_rows(idx) if tables is None else tables[1][idx]
 
     def effective_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every user row and every movie row, side information included (for export)."""
-        return (
-            self._user_rows(torch.arange(self.config.n_users)),
-            self._movie_rows(torch.arange(self.config.n_movies)),
-        )
+        """Every user row and every movie row, side information and implicit terms
+        included (for export: the same neighbour lists as at training)."""
+        return self._all_rows("user"), self._all_rows("movie")
 
     # --- scores --------------------------------------------------------------------------
     def logits_from_rows(self, u: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -307,6 +382,31 @@ class RecommenderNet(nn.Module):
             return rating, rating
         return rating, self.rank_logits_from_rows(u, m) + self.rank_mix * rating
 
+    @torch.no_grad()
+    def score_catalog(self, user_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(rating, rank_score)`` of each user in ``user_idx`` against every movie, each
+        ``[len(user_idx), n_movies]``: :meth:`predict_with_rank` of every pair, with the MLP's
+        first layer applied to each side once (it is linear in the concatenated rows) and
+        the dot products as matrix products, instead of gathering both rows per pair."""
+        c, uc, mc = self.config, self.ucols, self.mcols
+        self.eval()
+        tables = self._inference_tables()
+        users, movies = tables[0][user_idx], tables[1]
+        first, d = self.mlp[0], c.embedding_dim
+        z = (users[:, uc["embedding"]] @ first.weight[:, :d].T).unsqueeze(1) + (
+            movies[:, mc["embedding"]] @ first.weight[:, d:].T + first.bias
+        ).unsqueeze(0)
+        z = self.mlp[1:](z).squeeze(-1)
+        if c.factors:
+            z = z + users[:, uc["factors"]] @ movies[:, mc["factors"]].T
+        if c.use_bias:
+            z = z + (self.global_bias + users[:, uc["bias"]]) + movies[:, mc["bias"]].T
+        rating = self.rating_from_logits(z).clamp(c.rating_min, c.rating_max)
+        if not c.rank_factors:
+            return rating, rating
+        rank = users[:, uc["rank"]] @ movies[:, mc["rank"]].T + movies[:, mc["rank_bias"]].T
+        return rating, rank + self.rank_mix * rating
+
     # --- regularisation --------------------------------------------------------------------
     def embedding_penalty(self, user_idx: torch.Tensor, movie_idx: torch.Tensor) -> torch.Tensor:
         """Mean squared norm of the table rows this batch used (regularisation per occurrence).
@@ -318,12 +418,29 @@ class RecommenderNet(nn.Module):
         return pen.mean()
 
     def dense_parameters(self) -> list[nn.Parameter]:
-        """Parameters shared by every pair (MLP, side projections): weight decay applies."""
+        """Parameters shared by every pair (MLP, side and implicit projections): weight
+        decay applies."""
         params = list(self.mlp.parameters())
-        for side in (self.user_side, self.movie_side, self.user_implicit, self.movie_implicit):
-            if side is not None:
-                params += list(side.parameters())
+        for part in (
+            self.user_side,
+            self.movie_side,
+            self.user_implicit_proj,
+            self.movie_implicit_proj,
+        ):
+            if part is not None:
+                params += list(part.parameters())
+        if not self.sparse:
+            for table in (self.user_implicit, self.movie_implicit):
+                if table is not None:
+                    params += list(table.parameters())
         return params
+
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        """Per-row tables with sparse gradients (empty for the notebook's network)."""
+        if not self.sparse:
+            return []
+        tables = (self.user_table, self.movie_table, self.user_implicit, self.movie_implicit)
+        return [t.weight for t in tables if t is not None]
 
 
 def seed_config(

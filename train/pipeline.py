@@ -18,11 +18,12 @@ from movierec.train.checkpoint import Checkpoint, package_version, save_checkpoi
 from movierec.train.config import NETWORKS, TrainConfig, recorded_path
 from movierec.train.data import MovieLensData, load_movielens, resolve_data_path
 from movierec.train.features import movie_features, user_features
+from movierec.train.implicit import Neighbours, neighbour_lists
 from movierec.train.loop import History, deterministic_algorithms, fit, predict_part
 from movierec.train.metrics import (
     popularity_scores,
-    ranking_metrics,
     ranking_metrics_many,
+    ranking_task,
     rating_errors,
 )
 from movierec.train.model import ModelConfig, RecommenderNet
@@ -39,15 +40,39 @@ class TrainResult:
     artifacts: Path
 
 
+def implicit_neighbours(config: TrainConfig, split: Split) -> tuple[Neighbours, Neighbours]:
+    """The neighbour lists of the implicit terms: each user's movies and each movie's raters
+    in the training part, capped as ``config`` says (empty where a side is off)."""
+    train, vocab = split.train, split.vocab
+    seed = config.arch == "seed"
+    users = movies = neighbour_lists(np.zeros(0), np.zeros(0), 0)
+    if config.implicit and not seed:
+        users = neighbour_lists(
+            train.user_idx, train.movie_idx, vocab.n_users, config.implicit_cap, config.seed
+        )
+        if config.implicit_movies:
+            movies = neighbour_lists(
+                train.movie_idx,
+                train.user_idx,
+                vocab.n_movies,
+                config.implicit_cap,
+                config.seed + 1,
+            )
+    return users, movies
+
+
 def build_model_config(
     config: TrainConfig,
     split: Split,
     scale: tuple[float, float],
     n_user_features: int = 0,
     n_movie_features: int = 0,
+    neighbours: tuple[Neighbours, Neighbours] | None = None,
 ) -> ModelConfig:
-    """The network for ``config.arch``, sized to the vocabulary and the rating scale
-    (what the architecture fixes beyond the options: ``NETWORKS``)."""
+    """The network for ``config.arch``, sized to the vocabulary, the rating scale and the
+    implicit neighbour lists (built here unless given); what the architecture fixes
+    beyond the options: ``NETWORKS``."""
+    users, movies = neighbours or implicit_neighbours(config, split)
     return ModelConfig(
         n_users=split.vocab.n_users,
         n_movies=split.vocab.n_movies,
@@ -61,35 +86,39 @@ def build_model_config(
         n_user_features=n_user_features,
         n_movie_features=n_movie_features,
         rank_factors=config.rank_factors,
-        implicit_nnz=len(split.train) if config.implicit else 0,
+        implicit_nnz=users.nnz,
+        implicit_movie_nnz=movies.nnz,
+        implicit_cap=config.implicit_cap,
+        implicit_seed=config.seed,
+        implicit_dim=config.implicit_dim,
         **NETWORKS[config.arch],
     )
 
 
-def score_users_fn(model: RecommenderNet, n_movies: int):
+def score_users_fn(model: RecommenderNet, n_movies: int | None = None):
     """A function scoring every movie for a block of user rows (for ranking metrics)."""
-    movies = torch.arange(n_movies)
 
-    @torch.no_grad()
     def score(rows: np.ndarray) -> np.ndarray:
-        model.eval()
-        u = torch.from_numpy(np.repeat(rows.astype(np.int64), n_movies))
-        m = movies.repeat(len(rows))
-        return model.predict_with_rank(u, m)[1].reshape(len(rows), n_movies).numpy()
+        return model.score_catalog(torch.from_numpy(rows.astype(np.int64)))[1].numpy()
 
     return score
 
 
-def evaluate(model: RecommenderNet, split: Split, k: int = 10) -> dict:
-    """Validation and test errors, test ranking metrics, and the two baselines."""
+def evaluate(model: RecommenderNet, split: Split, k: int = 10, max_users: int = 0) -> dict:
+    """Validation and test errors, test ranking metrics, and the two baselines.
+
+    Ranking metrics cover every test user with a relevant movie, or a seeded sample of
+    ``max_users`` of them where there are more (0: all); ``ranking_protocol`` says which."""
     val = rating_errors(predict_part(model, split.val), split.val.rating)
     test = rating_errors(predict_part(model, split.test), split.test.rating)
-    test.update(ranking_metrics(split, score_users_fn(model, split.vocab.n_movies), k=k))
-    users = test.pop("users")
+    task = ranking_task(split, "test", max_users=max_users, seed=EVAL_SAMPLE_SEED)
+    test.update(ranking_metrics_many(task, lambda rows: [score_users_fn(model)(rows)], 1, k)[0])
+    users, eligible = test.pop("users"), test.pop("users_eligible")
     mean = float(split.train.rating.mean())
     pop = popularity_scores(split)
-    popularity = ranking_metrics(split, lambda rows: np.tile(pop, (len(rows), 1)), k=k)
+    popularity = ranking_metrics_many(task, lambda rows: [np.tile(pop, (len(rows), 1))], 1, k)[0]
     popularity.pop("users")
+    popularity.pop("users_eligible")
     return {
         "val": val,
         "test": test,
@@ -105,40 +134,43 @@ def evaluate(model: RecommenderNet, split: Split, k: int = 10) -> dict:
             "relevance": "test rating >= 4",
             "candidates": "movies the user did not rate in train or validation",
             "users_evaluated": users,
+            "users_with_relevant": eligible,
+            "user_sample": (
+                {"max_users": max_users, "seed": EVAL_SAMPLE_SEED} if users < eligible else "all"
+            ),
         },
     }
 
 
 #: Weights of the rating in the ranking score tried on the validation split.
 RANK_MIX_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+#: Seeds the sample of users whose rankings are evaluated where there are too many.
+EVAL_SAMPLE_SEED = 0
 
 
-def choose_rank_mix(model: RecommenderNet, split: Split) -> dict:
+def choose_rank_mix(model: RecommenderNet, split: Split, max_users: int = 0) -> dict:
     """Pick the rating's weight in ``rank_score`` by validation NDCG@10 (never the test).
 
     Each block of users is scored once: ``rank_score = rank logit + mix x rating`` is
     formed for every mix from the same rating and rank logit, as the model would."""
-    movies = torch.arange(split.vocab.n_movies)
     model.rank_mix.fill_(0.0)
 
-    @torch.no_grad()
     def score_every_mix(rows: np.ndarray) -> list[np.ndarray]:
-        model.eval()
-        u = torch.from_numpy(np.repeat(rows.astype(np.int64), len(movies)))
-        rating, rank_logit = model.predict_with_rank(u, movies.repeat(len(rows)))
-        shape = (len(rows), len(movies))
-        return [
-            (rank_logit + torch.tensor(mix) * rating).reshape(shape).numpy()
-            for mix in RANK_MIX_GRID
-        ]
+        rating, rank_logit = model.score_catalog(torch.from_numpy(rows.astype(np.int64)))
+        return [(rank_logit + mix * rating).numpy() for mix in RANK_MIX_GRID]
 
-    found = ranking_metrics_many(split, score_every_mix, len(RANK_MIX_GRID), target="val")
+    task = ranking_task(split, "val", max_users=max_users, seed=EVAL_SAMPLE_SEED)
+    found = ranking_metrics_many(task, score_every_mix, len(RANK_MIX_GRID))
     tried = {mix: m["ndcg@10"] for mix, m in zip(RANK_MIX_GRID, found, strict=True)}
     best = max(tried, key=lambda m: (tried[m], -m))
     model.rank_mix.fill_(best)
     shown = ", ".join(f"{mix:g}: {float(v):.4f}" for mix, v in tried.items())
     log.info("rank mix by validation NDCG@10: {%s} -> %g", shown, best)
-    return {"chosen": best, "val_ndcg@10": {str(k): v for k, v in tried.items()}}
+    return {
+        "chosen": best,
+        "val_ndcg@10": {str(k): v for k, v in tried.items()},
+        "users_evaluated": found[0]["users"],
+    }
 
 
 def run_training(config: TrainConfig) -> TrainResult:
@@ -188,19 +220,18 @@ def train_on_split(
     else:
         uf = np.zeros((split.vocab.n_users, 0), np.float32)
         mf = np.zeros((split.vocab.n_movies, 0), np.float32)
+    neighbours = implicit_neighbours(config, split)
     torch.manual_seed(config.seed)
     model = RecommenderNet(
-        build_model_config(config, split, data.rating_scale, uf.shape[1], mf.shape[1])
+        build_model_config(config, split, data.rating_scale, uf.shape[1], mf.shape[1], neighbours)
     )
     model.set_side_features(torch.from_numpy(uf), torch.from_numpy(mf))
-    if model.config.implicit_nnz:
-        model.set_implicit(
-            torch.from_numpy(split.train.user_idx), torch.from_numpy(split.train.movie_idx)
-        )
+    model.set_neighbours(*neighbours)
     with deterministic_algorithms():
         history = fit(model, split.train, split.val, config)
-        mix = choose_rank_mix(model, split) if model.config.rank_factors else {}
-        metrics = evaluate(model, split)
+        users = config.eval_users
+        mix = choose_rank_mix(model, split, users) if model.config.rank_factors else {}
+        metrics = evaluate(model, split, max_users=users)
     metrics["rank_mix"] = mix
     metrics.update(
         epochs_run=history.epochs_run,

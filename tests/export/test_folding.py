@@ -37,10 +37,8 @@ def random_model(name: str, seed: int) -> RecommenderNet:
             torch.randn(9, c.n_user_features), torch.randn(11, c.n_movie_features)
         )
     if c.implicit_nnz:
-        rng = np.random.default_rng(seed)
-        model.set_implicit(
-            torch.from_numpy(rng.integers(0, 9, 20)), torch.from_numpy(rng.integers(0, 11, 20))
-        )
+        pairs = np.random.default_rng(seed).choice(9 * 11, c.implicit_nnz, replace=False)
+        model.set_implicit(torch.from_numpy(pairs // 11), torch.from_numpy(pairs % 11))
     model.eval()
     return model
 
