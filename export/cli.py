@@ -13,6 +13,7 @@ from movierec.export.config import (
     GRAPHS,
     PARITY_ATOL,
     PARITY_RANDOM_PAIRS,
+    PARITY_TEST_PAIRS,
     ExportConfig,
 )
 from movierec.serve_batch import contract
@@ -36,10 +37,10 @@ and {contract.MAPPING_FILE} (raw IDs -> embedding rows, rating scale, fallback m
 of the rank score; users, excluded pairs as sorted keys and K in, TopK inside), plus
 export_report.json with the parity figures.
 \b
-Parity: the whole test split and {PARITY_RANDOM_PAIRS:,} random known pairs are scored by
-PyTorch and by rec-score's own code; the catalog graph's bounds must hold for a sample of
-users and its top-k tables equal the pairs graph's; above --atol the export fails and
-publishes nothing.
+Parity: the test split (all of it up to {PARITY_TEST_PAIRS:,} pairs, else a seeded sample of
+that many) and {PARITY_RANDOM_PAIRS:,} random known pairs are scored by PyTorch and by
+rec-score's own code; the catalog graph's bounds must hold for a sample of users and its
+top-k tables equal the pairs graph's; above --atol the export fails and publishes nothing.
 \b
 Bad input (exit 2): a missing or incompatible checkpoint, an unwritable output,
 an unsupported opset, or failed parity.

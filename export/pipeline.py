@@ -125,7 +125,9 @@ def run_export(config: ExportConfig) -> ExportResult:
             catalog_metadata,
         )
         arts = load_artifacts(tmp_model, tmp_mapping, catalog_path=tmp_catalog)
-        report = check_parity(ckpt, arts, config.atol, config.parity_pairs, config.seed)
+        report = check_parity(
+            ckpt, arts, config.atol, config.parity_pairs, config.seed, config.parity_test_pairs
+        )
         for check in report.checks:
             log.info(
                 "  %s %-40s %7d pairs  max |diff| %.3g",
@@ -135,8 +137,11 @@ def run_export(config: ExportConfig) -> ExportResult:
                 check.max_abs_diff,
             )
         log.info(
-            "test RMSE: %.6f from ONNX via the scorer, %.6f recorded at training%s",
+            "test RMSE: %.6f from ONNX via the scorer (%d of %d test pairs), %.6f recorded "
+            "at training%s",
             report.onnx_test_rmse,
+            report.test_pairs_checked,
+            report.test_pairs,
             report.train_test_rmse,
             " (holdout of the evaluation run; this refit model trained on the test ratings)"
             if ckpt.metrics.get("refit")

@@ -102,6 +102,28 @@ def test_parity_report_and_scorer_agree(exported, trained_artifacts):
     assert arts.rating_scale == (1.0, 5.0)
 
 
+def test_parity_checks_a_bounded_seeded_sample_of_a_large_test_split(exported, trained_artifacts):
+    _, out, result = exported
+    ckpt = load_checkpoint(trained_artifacts / contract.CHECKPOINT_FILE)
+    n_test = len(ckpt.split.test)
+    assert (result.parity.test_pairs_checked, result.parity.test_pairs) == (n_test, n_test)
+    rows = export_parity.test_sample(n_test, 50, seed=0)
+    assert rows.size == 50 and (np.diff(rows) > 0).all() and rows[-1] < n_test
+    assert np.array_equal(rows, export_parity.test_sample(n_test, 50, seed=0))
+    arts = load_artifacts(out / contract.MODEL_FILE, out / contract.MAPPING_FILE)
+    report = export_parity.check_parity(ckpt, arts, 1e-4, 100, seed=0, n_test=50)
+    assert report.passed and (report.test_pairs_checked, report.test_pairs) == (50, n_test)
+    assert report.checks[0].name == "test split, sample of 50 (rating)"
+    assert report.checks[0].pairs == 50
+    test = ckpt.split.test
+    with torch.no_grad():
+        pred = ckpt.model.predict(
+            torch.from_numpy(test.user_idx[rows]), torch.from_numpy(test.movie_idx[rows])
+        ).numpy()
+    want = float(np.sqrt(np.mean((pred - test.rating[rows]) ** 2)))
+    assert report.onnx_test_rmse == pytest.approx(want, abs=1e-5)
+
+
 def test_unsupported_opsets_are_refused(trained_artifacts, tmp_path):
     for opset in (16, max_supported_opset() + 1):
         with pytest.raises(UsageError, match=f"--opset {opset} is not supported"):
