@@ -20,7 +20,8 @@ from movierec.train.model import ModelConfig, RecommenderNet
 from movierec.train.split import Part, Split, Vocabulary
 
 CHECKPOINT_FORMAT = "movierec-checkpoint"
-CHECKPOINT_VERSION = 1
+#: 2: the implicit terms' neighbour lists are capped, weighted buffers (``*_nb_*``).
+CHECKPOINT_VERSION = 2
 
 
 @dataclass

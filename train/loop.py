@@ -156,6 +156,7 @@ def fit(model: RecommenderNet, train: Part, val: Part, config: TrainConfig) -> H
     gen = torch.Generator().manual_seed(config.seed)
     u, m, r = as_tensors(train)
     optimizers = make_optimizers(model, config)
+    config = config.for_data(len(r))
     n, bs = len(r), config.batch_size
     rank_head = model.config.rank_factors > 0 and config.rank_weight > 0
     n_movies = model.config.n_movies

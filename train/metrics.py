@@ -77,7 +77,7 @@ def ranking_task(
     test = split.test if target == "test" else split.val
     seen_parts = [split.train, split.val] if target == "test" else [split.train]
     relevant = test.rating >= relevance
-    users = np.unique(test.user_idx[relevant])
+    users = np.flatnonzero(np.bincount(test.user_idx[relevant], minlength=n_users))
     eligible = int(users.size)
     if max_users and users.size > max_users:
         users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))

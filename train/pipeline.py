@@ -44,20 +44,15 @@ def implicit_neighbours(config: TrainConfig, split: Split) -> tuple[Neighbours, 
     """The neighbour lists of the implicit terms: each user's movies and each movie's raters
     in the training part, capped as ``config`` says (empty where a side is off)."""
     train, vocab = split.train, split.vocab
-    seed = config.arch == "seed"
-    users = movies = neighbour_lists(np.zeros(0), np.zeros(0), 0)
-    if config.implicit and not seed:
-        users = neighbour_lists(
-            train.user_idx, train.movie_idx, vocab.n_users, config.implicit_cap, config.seed
-        )
-        if config.implicit_movies:
-            movies = neighbour_lists(
-                train.movie_idx,
-                train.user_idx,
-                vocab.n_movies,
-                config.implicit_cap,
-                config.seed + 1,
-            )
+    if config.arch == "seed" or not config.for_data(len(train)).implicit:
+        empty = neighbour_lists(np.zeros(0), np.zeros(0), 0)
+        return empty, empty
+    users = neighbour_lists(
+        train.user_idx, train.movie_idx, vocab.n_users, config.implicit_cap, config.seed
+    )
+    movies = neighbour_lists(
+        train.movie_idx, train.user_idx, vocab.n_movies, config.implicit_movie_cap, config.seed + 1
+    )
     return users, movies
 
 
@@ -89,8 +84,8 @@ def build_model_config(
         implicit_nnz=users.nnz,
         implicit_movie_nnz=movies.nnz,
         implicit_cap=config.implicit_cap,
+        implicit_movie_cap=config.implicit_movie_cap,
         implicit_seed=config.seed,
-        implicit_dim=config.implicit_dim,
         **NETWORKS[config.arch],
     )
 
@@ -194,7 +189,7 @@ def run_training(config: TrainConfig) -> TrainResult:
         rating_scale=data.rating_scale,
         data_fingerprint=data.fingerprint,
         data_layout=data.layout,
-        train_config=config.to_dict(),
+        train_config=metrics["config"],  # with the options set by data size
         metrics=metrics,
         titles=titles_of(data),
         package_version=package_version(),
@@ -211,7 +206,11 @@ def run_training(config: TrainConfig) -> TrainResult:
 def train_on_split(
     config: TrainConfig, data: MovieLensData, split: Split
 ) -> tuple[RecommenderNet, History, dict]:
-    """Build, train and evaluate the model of ``config`` on a given split (no files)."""
+    """Build, train and evaluate the model of ``config`` on a given split (no files).
+
+    Options left None are set for the split's size first (``TrainConfig.for_data``);
+    the metrics record the values used."""
+    config = config.for_data(len(split.train))
     log.info(
         "split: %d train / %d val / %d test", len(split.train), len(split.val), len(split.test)
     )
@@ -233,6 +232,14 @@ def train_on_split(
         mix = choose_rank_mix(model, split, users) if model.config.rank_factors else {}
         metrics = evaluate(model, split, max_users=users)
     metrics["rank_mix"] = mix
+    c = model.config
+    metrics["implicit_terms"] = {
+        "used": bool(c.implicit_nnz),
+        "user_list_entries": c.implicit_nnz,
+        "movie_list_entries": c.implicit_size("movie"),
+        "user_cap": c.implicit_cap,
+        "movie_cap": c.implicit_movie_cap,
+    }
     metrics.update(
         epochs_run=history.epochs_run,
         best_epoch=history.best_epoch,

@@ -21,7 +21,7 @@ def _pairs(n_users: int, n_movies: int, n: int, seed: int) -> tuple[np.ndarray, 
     return keys // n_movies, keys % n_movies
 
 
-def _model(n_users=12, n_movies=15, n=90, cap=0, dim=0, seed=0) -> RecommenderNet:
+def _model(n_users=12, n_movies=15, n=90, cap=0, seed=0) -> RecommenderNet:
     u, m = _pairs(n_users, n_movies, n, seed)
     users = neighbour_lists(u, m, n_users, cap, 7)
     movies = neighbour_lists(m, u, n_movies, cap, 8)
@@ -37,8 +37,8 @@ def _model(n_users=12, n_movies=15, n=90, cap=0, dim=0, seed=0) -> RecommenderNe
             implicit_nnz=users.nnz,
             implicit_movie_nnz=movies.nnz,
             implicit_cap=cap,
+            implicit_movie_cap=cap,
             implicit_seed=7,
-            implicit_dim=dim,
         )
     )
     with torch.no_grad():
@@ -72,9 +72,8 @@ def test_capped_lists_are_a_seeded_sample_of_each_row():
         assert (np.diff(kept) > 0).all()
 
 
-@pytest.mark.parametrize("dim", [0, 2])
-def test_per_batch_implicit_sums_equal_the_full_matrix_product(dim):
-    model = _model(dim=dim)
+def test_per_batch_implicit_sums_equal_the_full_matrix_product():
+    model = _model()
     u, m = model.pairs
     c = model.config
     # the dense reference: a normalised users x movies incidence matrix times the vectors
@@ -84,8 +83,6 @@ def test_per_batch_implicit_sums_equal_the_full_matrix_product(dim):
     a_u = torch.from_numpy(a / np.sqrt(np.maximum(deg_u, 1))).float()
     a_m = torch.from_numpy((a / np.sqrt(np.maximum(deg_m, 1))).T).float()
     y, z = model.user_implicit.weight, model.movie_implicit.weight
-    if dim:
-        y, z = model.user_implicit_proj(y), model.movie_implicit_proj(z)
     want_u = model.user_table.weight + a_u @ y
     want_m = model.movie_table.weight + a_m @ z
     batch_u = torch.tensor([3, 0, 3, 11, 5, 3])  # repeats are gathered once
@@ -102,9 +99,19 @@ def test_capped_model_exports_the_neighbours_it_trained_with():
     model = _model(n=150, cap=3)
     assert model.config.implicit_nnz < 150
     idx = torch.arange(model.config.n_users)
+    u, _ = model.pairs
+    indptr, indices = model.user_nb_indptr, model.user_nb_indices
     with torch.no_grad():
         users, _ = model.effective_tables()
         torch.testing.assert_close(users, model.batch_rows("user", idx).rows)
+        for r in range(model.config.n_users):
+            # a capped list stands for the whole one: sqrt(count) / kept per vector
+            kept = indices[indptr[r] : indptr[r + 1]]
+            count = int((u == r).sum())
+            assert len(kept) == min(count, 3)
+            weight = np.sqrt(count) / max(len(kept), 1)
+            want = model.user_table.weight[r] + weight * model.user_implicit.weight[kept].sum(0)
+            torch.testing.assert_close(users[r], want)
 
 
 def test_a_step_updates_only_the_rows_its_batch_used():
@@ -249,3 +256,41 @@ def test_row_adam_computes_sparse_adam():
             opt.step()
     torch.testing.assert_close(b.weight, a.weight)
     assert torch.equal(b.weight[40], initial[40])  # never used: unchanged
+
+
+def test_defaults_follow_the_data_size():
+    config = TrainConfig.for_arch("hybrid")
+    small, large = config.for_data(70_000), config.for_data(3_500_000)
+    assert (small.implicit, small.batch_size) == (True, 2048)
+    assert (large.implicit, large.batch_size) == (False, 8192)
+    forced = TrainConfig.for_arch("hybrid", implicit=True, batch_size=100).for_data(10**7)
+    assert (forced.implicit, forced.batch_size) == (True, 100)
+    seed = TrainConfig.for_arch("seed").for_data(10**7)
+    assert (seed.implicit, seed.batch_size) == (False, 64)
+
+
+def test_sampled_ranking_is_recorded_in_metrics(synthetic_ml100k, trained_artifacts, tmp_path):
+    import json
+
+    from movierec.serve_batch import contract
+    from movierec.train.pipeline import run_training
+    from tests.conftest import TINY
+
+    whole = json.loads((trained_artifacts / contract.METRICS_FILE).read_text())
+    protocol = whole["ranking_protocol"]
+    assert protocol["user_sample"] == "all"
+    assert protocol["users_evaluated"] == protocol["users_with_relevant"] > 20
+    assert whole["implicit_terms"]["used"] and whole["config"]["batch_size"] == TINY["batch_size"]
+    config = TrainConfig.for_arch(
+        "hybrid",
+        data=synthetic_ml100k,
+        artifacts=tmp_path,
+        quiet=True,
+        eval_users=20,
+        **{**TINY, "epochs": 1},
+    )
+    metrics = run_training(config).metrics
+    protocol = metrics["ranking_protocol"]
+    assert protocol["users_evaluated"] == 20 < protocol["users_with_relevant"]
+    assert protocol["user_sample"] == {"max_users": 20, "seed": 0}
+    assert metrics["rank_mix"]["users_evaluated"] == 20
