@@ -1,4 +1,5 @@
-"""Training speed: the notebook's DataLoader loop vs ours, and the default total time.
+"""Training speed: the notebook's DataLoader loop vs ours, the default total time, and
+the thread count.
 
 Measured in one run on the same data and model (the seed network, batch 64):
   * notebook: a ``Dataset`` whose ``__getitem__`` returns one row, batched by
@@ -7,6 +8,12 @@ Measured in one run on the same data and model (the seed network, batch 64):
 Then the default ``rec-train`` configuration end to end (data load to metrics).
 
     python bench/train.py [--data ../shared/data/ml-100k] [--epochs 2]
+
+``--threads-sweep`` instead times ``fit`` of the default model (``--epochs`` epochs, no
+early stopping) with 1 and 2 torch threads and PyTorch's default, each alone and beside
+one busy-looping process (a competing job on a shared machine), best of ``--repeat``:
+
+    python bench/train.py --threads-sweep --data DATA [--epochs 1] [--repeat 2]
 """
 
 from __future__ import annotations
@@ -66,12 +73,90 @@ def notebook_epoch_seconds(model, part, batch_size: int, epochs: int) -> float:
     return (time.perf_counter() - start) / epochs
 
 
+def _busy_loop() -> None:
+    while True:
+        pass
+
+
+def threads_sweep(data_path: Path, epochs: int, repeat: int, out: Path) -> None:
+    """``fit`` seconds per thread count, quiet and beside a busy-looping process."""
+    import multiprocessing
+    import os
+
+    from movierec.train.pipeline import build_model_config, implicit_neighbours
+
+    data = load_movielens(data_path)
+    split = split_ratings(data.ratings)
+    config = TrainConfig.for_arch("hybrid", epochs=epochs, patience=0, quiet=True)
+    config = config.for_data(len(split.train))
+    default_threads = torch.get_num_threads()
+    results = []
+    for competing in (False, True):
+        busy = None
+        if competing:
+            busy = multiprocessing.get_context("spawn").Process(target=_busy_loop, daemon=True)
+            busy.start()
+        try:
+            for threads in sorted({1, 2, default_threads}):
+                best = None
+                for _ in range(repeat):
+                    torch.set_num_threads(threads)
+                    neighbours = implicit_neighbours(config, split)
+                    torch.manual_seed(0)
+                    model = RecommenderNet(
+                        build_model_config(config, split, data.rating_scale, 0, 0, neighbours)
+                    )
+                    model.set_neighbours(*neighbours)
+                    load = os.getloadavg()[0]
+                    cpu = time.process_time()
+                    hist = fit(model, split.train, split.val, config)
+                    run = {
+                        "threads": threads,
+                        "default": threads == default_threads,
+                        "competing_process": competing,
+                        "seconds": hist.seconds,
+                        "cpu_seconds": time.process_time() - cpu,
+                        "rows_per_s": len(split.train) * epochs / hist.seconds,
+                        "load_before": load,
+                    }
+                    if best is None or run["seconds"] < best["seconds"]:
+                        best = run
+                results.append(best)
+        finally:
+            if busy is not None:
+                busy.terminate()
+                busy.join()
+    torch.set_num_threads(default_threads)
+    print(
+        f"fit of the default model on {data_path} ({len(split.train)} training rows, "
+        f"{epochs} epoch(s), batch {config.batch_size}, implicit {config.implicit}; "
+        f"PyTorch's default: {default_threads} threads; best of {repeat})"
+    )
+    print("  threads  competing process  seconds  cpu s   rows/s    load before")
+    for r in results:
+        name = f"{r['threads']}{' (default)' if r['default'] else ''}"
+        print(
+            f"  {name:<12} {'yes' if r['competing_process'] else 'no':<15} "
+            f"{r['seconds']:7.1f}  {r['cpu_seconds']:6.1f}  {r['rows_per_s']:8.0f}  "
+            f"{r['load_before']:.2f}"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"data": str(data_path), "runs": results}, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/ml-100k")
     parser.add_argument("--epochs", type=int, default=2, help="epochs timed per loop")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/train.json")
+    parser.add_argument("--threads-sweep", action="store_true", help="time thread counts")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per setting (sweep)")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.threads_sweep:
+        out = args.out or ROOT / "bench/results/train_threads.json"
+        threads_sweep(args.data, args.epochs, args.repeat, out)
+        return
+    args.out = args.out or ROOT / "bench/results/train.json"
 
     data = load_movielens(args.data)
     split = split_ratings(data.ratings)

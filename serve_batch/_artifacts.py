@@ -25,6 +25,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Mapping
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from movierec.serve_batch import _session, contract
 from movierec.serve_batch._catalog_graph import CatalogGraph, open_catalog
 from movierec.serve_batch._config import DEFAULT_BATCH_SIZE, UNKNOWN_POLICIES
 from movierec.serve_batch._idmap import IdMap, build_idmap
+from movierec.serve_batch._mapping_json import loads_mapping
 from movierec.serve_batch._session import has_rank_output, open_session, session_threads
 from movierec.serve_batch._topk import TitleLookup
 from movierec.serve_batch.errors import ArtifactError, DataError, UsageError
@@ -384,7 +386,7 @@ def load_artifacts(
     model_bytes, mapping_bytes, session, metadata, mapping_sha = loaded
 
     try:
-        mapping = json.loads(mapping_bytes)
+        mapping = loads_mapping(mapping_bytes)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{mapping_path}: not valid JSON ({exc})") from exc
     if not isinstance(mapping, dict):
@@ -596,9 +598,9 @@ def _read_index(mapping: dict, path: Path) -> tuple[IdMap, IdMap, float]:
     ):
         index = mapping.get(index_key)
         means = fallback.get(mean_key, {})
-        if not isinstance(index, dict) or not index:
+        if not isinstance(index, Mapping) or not index:
             raise ArtifactError(f"{path}: {index_key!r} must be a non-empty object")
-        if not isinstance(means, dict):
+        if not isinstance(means, Mapping):
             raise ArtifactError(f"{path}: {contract.MAPPING_FALLBACK}.{mean_key} must be an object")
         try:
             maps.append(build_idmap(index, means, global_mean))
