@@ -37,9 +37,9 @@ class History:
 
 def as_tensors(part: Part) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return (
-        torch.from_numpy(part.user_idx.astype(np.int64)),
-        torch.from_numpy(part.movie_idx.astype(np.int64)),
-        torch.from_numpy(part.rating.astype(np.float32)),
+        torch.from_numpy(np.ascontiguousarray(part.user_idx, dtype=np.int64)),
+        torch.from_numpy(np.ascontiguousarray(part.movie_idx, dtype=np.int64)),
+        torch.from_numpy(np.ascontiguousarray(part.rating, dtype=np.float32)),
     )
 
 
