@@ -57,7 +57,11 @@ def main() -> None:
     parser.add_argument("--skip-folds", action="store_true", help="skip the u1-u5 folds")
     parser.add_argument("--skip-small", action="store_true", help="skip ml-latest-small")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/quality.json")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (as rec-train)")
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     result: dict = {}
     started = time.perf_counter()

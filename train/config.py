@@ -88,7 +88,13 @@ class TrainConfig:
     #: fixed seeded sample where more qualify (ml-100k has 943: all of them); 0: all.
     #: Ranking 2,000 users against 26k movies took about 12 s of one core.
     eval_users: int = 2000
-    threads: int | None = None
+    #: PyTorch CPU threads. One, because a second thread bought little and cost a lot
+    #: wherever another process wanted the cores (``bench/train.py --threads-sweep`` on
+    #: this project's shared 2-core machine, seconds of fit, 1 thread / 2 threads, the
+    #: default of PyTorch here): ml-100k, 2 epochs: 3.2 / 19.9 s, beside a busy-looping
+    #: process 5.6 / 63.3 s; 3.5M training ratings, 1 epoch: 37.5 / 35.9 s, beside a
+    #: busy-looping process 33.5 / 109.2 s.
+    threads: int = 1
     quiet: bool = False
 
     @classmethod
@@ -148,7 +154,7 @@ class TrainConfig:
             raise bad("implicit_cap", "0 (no cap) or more")
         if self.implicit_movie_cap < 0:
             raise bad("implicit_movie_cap", "0 (no cap) or more")
-        if self.threads is not None and self.threads < 1:
+        if self.threads < 1:
             raise bad("threads", "at least 1")
 
     def for_data(self, n_train: int) -> TrainConfig:

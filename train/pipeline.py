@@ -171,8 +171,7 @@ def choose_rank_mix(model: RecommenderNet, split: Split, max_users: int = 0) -> 
 def run_training(config: TrainConfig) -> TrainResult:
     """Train on ``config.data`` and write every artifact into ``config.artifacts``."""
     artifacts = prepare_artifacts_dir(config.artifacts)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    torch.set_num_threads(config.threads)
     data = load_movielens(resolve_data_path(config.data))
     log.info(
         "data: %s (%s layout, %d ratings, scale %g-%g)",

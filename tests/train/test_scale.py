@@ -267,6 +267,7 @@ def test_defaults_follow_the_data_size():
     assert (forced.implicit, forced.batch_size) == (True, 100)
     seed = TrainConfig.for_arch("seed").for_data(10**7)
     assert (seed.implicit, seed.batch_size) == (False, 64)
+    assert config.threads == 1 and TrainConfig.for_arch("hybrid", threads=2).threads == 2
 
 
 def test_sampled_ranking_is_recorded_in_metrics(synthetic_ml100k, trained_artifacts, tmp_path):
