@@ -49,9 +49,13 @@ NETWORKS: dict[str, dict] = {
 #: 875k and 48k against 1.5k at 3.5M (synthetic MovieLens-25M-shaped data), so they are
 #: the default only where they cost at most about 4x. Larger batches amortise each
 #: step's fixed cost: 48k rows/s at batch 2048 against 65-76k at 8192 on 3.5M ratings.
+#: With thousands of steps per epoch the validation curve is smooth, so one epoch
+#: without improvement ends training (3.5M ratings: validation RMSE 0.8848, 0.8408,
+#: 0.8238, 0.8206, 0.8228, 0.8244 per epoch; 875k: patience 1 stopped at the same RMSE
+#: to 0.0004, three epochs sooner).
 LARGE_DATA_RATINGS = 500_000
-SMALL_DATA_DEFAULTS = dict(implicit=True, batch_size=2048)
-LARGE_DATA_DEFAULTS = dict(implicit=False, batch_size=8192)
+SMALL_DATA_DEFAULTS = dict(implicit=True, batch_size=2048, patience=2)
+LARGE_DATA_DEFAULTS = dict(implicit=False, batch_size=8192, patience=1)
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ class TrainConfig:
     factors: int = 64
     reg: float = 0.05
     weight_decay: float = 1e-3
-    patience: int = 2
+    patience: int | None = None  # None: by data size (see ``for_data``)
     rank_factors: int = 32
     rank_weight: float = 1.0
     side_features: bool = False
@@ -144,7 +148,7 @@ class TrainConfig:
             raise UsageError(
                 "{reg} and {weight_decay} must not be negative", params=("reg", "weight_decay")
             )
-        if self.patience < 0:
+        if self.patience is not None and self.patience < 0:
             raise bad("patience", "0 (no early stopping) or more")
         if not 0 < self.test_size < 1:
             raise bad("test_size", "between 0 and 1")

@@ -261,8 +261,8 @@ def test_row_adam_computes_sparse_adam():
 def test_defaults_follow_the_data_size():
     config = TrainConfig.for_arch("hybrid")
     small, large = config.for_data(70_000), config.for_data(3_500_000)
-    assert (small.implicit, small.batch_size) == (True, 2048)
-    assert (large.implicit, large.batch_size) == (False, 8192)
+    assert (small.implicit, small.batch_size, small.patience) == (True, 2048, 2)
+    assert (large.implicit, large.batch_size, large.patience) == (False, 8192, 1)
     forced = TrainConfig.for_arch("hybrid", implicit=True, batch_size=100).for_data(10**7)
     assert (forced.implicit, forced.batch_size) == (True, 100)
     seed = TrainConfig.for_arch("seed").for_data(10**7)
