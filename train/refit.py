@@ -89,7 +89,8 @@ def refit_on_all_ratings(
     held = evaluated.metrics
     epochs = max(1, int(held.get("best_epoch") or held.get("epochs_run") or config.epochs))
     split = all_ratings_split(evaluated.split)
-    refit_config = config.with_(epochs=epochs, patience=0)
+    # the options set by data size are the evaluation run's, not those of all the ratings
+    refit_config = config.for_data(len(evaluated.split.train)).with_(epochs=epochs, patience=0)
     log.info("refit: %d epochs on all %d ratings", epochs, len(split.train))
     t0 = time.perf_counter()
     with _quiet(logging.getLogger(train_on_split.__module__)):
