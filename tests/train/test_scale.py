@@ -295,3 +295,24 @@ def test_sampled_ranking_is_recorded_in_metrics(synthetic_ml100k, trained_artifa
     assert protocol["users_evaluated"] == 20 < protocol["users_with_relevant"]
     assert protocol["user_sample"] == {"max_users": 20, "seed": 0}
     assert metrics["rank_mix"]["users_evaluated"] == 20
+
+
+def test_refit_keeps_the_evaluation_runs_data_size_defaults(
+    synthetic_ml100k, trained_artifacts, tmp_path, monkeypatch
+):
+    from movierec.serve_batch import contract
+    from movierec.train import config as config_module
+    from movierec.train.checkpoint import load_checkpoint
+    from movierec.train.refit import refit_on_all_ratings
+    from tests.conftest import TINY
+
+    evaluated = load_checkpoint(trained_artifacts / contract.CHECKPOINT_FILE)
+    n_train = len(evaluated.split.train)
+    assert evaluated.model.config.implicit_nnz  # small data: implicit terms on
+    # all the ratings would count as large data, the evaluation run's training part not
+    monkeypatch.setattr(config_module, "LARGE_DATA_RATINGS", n_train)
+    config = TrainConfig.for_arch(
+        "hybrid", data=synthetic_ml100k, artifacts=tmp_path, quiet=True, **{**TINY, "epochs": 1}
+    )
+    refit = refit_on_all_ratings(config, evaluated)
+    assert refit.checkpoint.model.config.implicit_nnz > evaluated.model.config.implicit_nnz
