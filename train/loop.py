@@ -60,15 +60,6 @@ def bpr_loss_from_rows(
     return -torch.nn.functional.logsigmoid(diff).mean()
 
 
-def bpr_loss(
-    model: RecommenderNet, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
-) -> torch.Tensor:
-    """:func:`bpr_loss_from_rows` of index tensors."""
-    return bpr_loss_from_rows(
-        model, model.user_rows(users), model.movie_rows(positives), model.movie_rows(negatives)
-    )
-
-
 def step_objective(
     model: RecommenderNet,
     config: TrainConfig,
@@ -80,8 +71,11 @@ def step_objective(
     """``(objective, rating MSE)`` of one batch.
 
     Each distinct user and movie of the batch (negatives included) is gathered once and
-    its implicit sum computed once, then shared by the rating loss, the per-occurrence
-    penalty and the BPR loss."""
+    its implicit sum computed once, then shared by the rating loss, the penalty and the
+    BPR loss. The penalty is the mean squared norm of the table rows per rating
+    (regularisation per occurrence): frequent users and movies are regularised more
+    often, as in SGD matrix factorisation, instead of every row decaying at every step
+    as weight decay does."""
     n = len(users)
     user = model.batch_rows("user", users)
     movie = model.batch_rows(

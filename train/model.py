@@ -19,8 +19,8 @@ Each side's learned parameters live in one table whose columns are laid out as
 zero width), so the rows a batch uses can be regularised together, per occurrence.
 
 Training costs the batch, not the tables: the hybrid's tables have sparse gradients (a
-step updates only the rows it used, with ``SparseAdam``), a batch's rows are gathered
-once per distinct user and movie, and the implicit sums are ``embedding_bag`` sums over
+step updates only the rows it used, with a lazy Adam: ``movierec.train.optim``), a
+batch's rows are gathered once per distinct user and movie, and the implicit sums cover
 the neighbour lists of those rows alone (``movierec.train.implicit``).
 """
 
@@ -136,7 +136,7 @@ class RecommenderNet(nn.Module):
             if config.n_movie_features
             else None
         )
-        # Sparse gradients: a step touches only the table rows its batch used (SparseAdam).
+        # Sparse gradients: a step touches only the table rows its batch used (RowAdam).
         # The notebook's network keeps dense ones, as the notebook trained it.
         self.sparse = config.arch != "seed"
         self.user_table.sparse = self.movie_table.sparse = self.sparse
@@ -210,7 +210,8 @@ class RecommenderNet(nn.Module):
 
     def set_implicit(self, user_idx: torch.Tensor, movie_idx: torch.Tensor) -> None:
         """Install the neighbour lists of these training pairs (capped and seeded as the
-        config says); their sizes must be the config's (see :func:`implicit_sizes`)."""
+        config says); their sizes must be the config's ``implicit_nnz`` and
+        ``implicit_movie_nnz``."""
         c = self.config
         u, m = np.asarray(user_idx, np.int64), np.asarray(movie_idx, np.int64)
         self.set_neighbours(
@@ -413,15 +414,6 @@ class RecommenderNet(nn.Module):
         return rating, rank + self.rank_mix * rating
 
     # --- regularisation --------------------------------------------------------------------
-    def embedding_penalty(self, user_idx: torch.Tensor, movie_idx: torch.Tensor) -> torch.Tensor:
-        """Mean squared norm of the table rows this batch used (regularisation per occurrence).
-
-        Frequent users and movies are regularised more often, as in SGD matrix
-        factorisation, instead of every row decaying at every step as weight decay does.
-        """
-        pen = self.user_table(user_idx).pow(2).sum(-1) + self.movie_table(movie_idx).pow(2).sum(-1)
-        return pen.mean()
-
     def dense_parameters(self) -> list[nn.Parameter]:
         """Parameters shared by every pair (MLP, side projections): weight decay applies."""
         params = list(self.mlp.parameters())
