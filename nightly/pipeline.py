@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from movierec.nightly._gate import GateDecision, decide, holdout, read_service_metrics
 from movierec.nightly._home import Home, signals_held
-from movierec.nightly._lock import hold_lock
+from movierec.nightly._lock import LockInfo, hold_lock
 from movierec.nightly._stages import StageLog, process_peak_rss_mib
 from movierec.nightly.config import NightlyConfig
 from movierec.serve_batch import RuntimeOptions, ScoreConfig, ScoreJob, contract, score_catalog
@@ -68,8 +68,7 @@ def run_nightly(config: NightlyConfig) -> NightlyResult:
     started = datetime.now(UTC)
     with hold_lock(home.lock, started.isoformat(timespec="seconds")) as lock:
         version = home.new_version(started)
-        lock.record(version=version)
-        return _Run(config, home, version, started).execute()
+        return _Run(config, home, version, started).execute(lock)
 
 
 class _Run:
@@ -91,7 +90,7 @@ class _Run:
             "in_service_before": {"model": self.previous[0], "recommendations": self.previous[1]},
         }
 
-    def execute(self) -> NightlyResult:
+    def execute(self, lock: LockInfo) -> NightlyResult:
         home, version = self.home, self.version
         log.info("rec-nightly %s: home %s", version, home.root)
         swept = home.sweep_leftovers(running=version)
@@ -101,6 +100,9 @@ class _Run:
         work.mkdir(parents=True)
         status = "failed"
         try:
+            # recorded inside the try: from here on an interruption gets this run's report
+            # and its own "left as they were" line
+            lock.record(version=version)
             evaluated, final, export_from = self.train(work)
             self.export(export_from, work)
             decision = self.gate(final.metrics)
