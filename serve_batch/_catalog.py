@@ -33,18 +33,6 @@ def users_per_block(arts: Artifacts, k: int, batch_size: int) -> int:
     return max(1, batch_size // per_user)
 
 
-def sorted_unique(values: np.ndarray) -> np.ndarray:
-    """``np.unique`` of integers by sorting: numpy 2.4's hashing ``np.unique`` took 15 s
-    for 5 million int64 keys where a sort took 0.25 s."""
-    values = np.sort(values)
-    if values.size < 2:
-        return values
-    keep = np.empty(values.size, dtype=bool)
-    keep[0] = True
-    np.not_equal(values[1:], values[:-1], out=keep[1:])
-    return values[keep]
-
-
 def score_user_block(
     arts: Artifacts,
     block: np.ndarray,

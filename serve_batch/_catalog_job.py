@@ -19,9 +19,10 @@ import pyarrow as pa
 
 from movierec.serve_batch._arrow import to_numpy
 from movierec.serve_batch._artifacts import Artifacts, format_first_ids
-from movierec.serve_batch._catalog import score_user_block, sorted_unique
+from movierec.serve_batch._catalog import score_user_block
 from movierec.serve_batch._config import ScoreJob
 from movierec.serve_batch._io import Input, read_blocks
+from movierec.serve_batch._sorting import sorted_unique
 from movierec.serve_batch._topk import topk_schema
 from movierec.serve_batch.errors import DataError
 

@@ -57,6 +57,7 @@ from movierec.serve_batch._pairs import (
     log_pairs_summary,
     pairs_spec,
 )
+from movierec.serve_batch._sorting import sorted_unique
 from movierec.serve_batch._topk import topk_schema
 from movierec.serve_batch.atomic import AtomicOutputs
 from movierec.serve_batch.errors import DataError, UsageError
@@ -449,7 +450,7 @@ class _PairsMode(_Mode):
                 "k": job.top_k,
                 "path": str(self.topk.path),
                 "rows": table.num_rows,
-                "users": len(np.unique(to_numpy(table.column(0)))),
+                "users": len(sorted_unique(to_numpy(table.column(0)))),
             }
         return details
 

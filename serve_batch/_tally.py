@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from movierec.serve_batch._sorting import sorted_unique
+
 #: How many offending IDs an error message shows.
 SHOW_IDS = 5
 
@@ -60,7 +62,7 @@ class DistinctIds:
 
     def _merge(self) -> None:
         if self._pending:
-            self._merged = np.unique(np.concatenate([self._merged, *self._pending]))
+            self._merged = sorted_unique(np.concatenate([self._merged, *self._pending]))
             self._pending, self._pending_n = [], 0
 
     def count(self) -> int:

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from movierec.serve_batch._arrow import from_numpy, null_mask, strings_from_list, to_numpy
+from movierec.serve_batch._sorting import sorted_unique
 from tests.support import read_table, write_table
 
 REPO = Path(__file__).resolve().parents[2]
@@ -156,3 +157,9 @@ def test_strings_from_list_equals_pyarrow(values: list[str]) -> None:
     got = strings_from_list(values)
     got.validate(full=True)
     assert got.equals(pa.array(values, pa.string()))
+
+
+@given(st.lists(st.integers(-(2**63), 2**63 - 1), max_size=50))
+def test_sorted_unique_equals_numpy(values: list[int]) -> None:
+    array = np.array(values, dtype=np.int64)
+    np.testing.assert_array_equal(sorted_unique(array), np.unique(array))
