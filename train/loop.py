@@ -152,7 +152,9 @@ def fit(model: RecommenderNet, train: Part, val: Part, config: TrainConfig) -> H
     optimizers = make_optimizers(model, config)
     config = config.for_data(len(r))
     n, bs = len(r), config.batch_size
-    rank_head = model.config.rank_factors > 0 and config.rank_weight > 0
+    rank_head = (
+        model.config.rank_factors > 0 and config.rank_head == "bpr" and config.rank_weight > 0
+    )
     n_movies = model.config.n_movies
     n_batches = math.ceil(n / bs)
     history = History([], [], 0, 0.0)

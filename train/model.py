@@ -231,6 +231,41 @@ class RecommenderNet(nn.Module):
             getattr(self, f"{side}_nb_indices").copy_(torch.from_numpy(lists.indices))
             getattr(self, f"{side}_nb_scale").copy_(torch.from_numpy(lists.scale))
 
+    @torch.no_grad()
+    def set_rank_factors(self, user: torch.Tensor, movie: torch.Tensor) -> None:
+        """Make the ranking head ``user . movie`` exactly (a head fit in closed form, such
+        as ``movierec.train.item_item``): the tables' rank columns take the factors, the
+        movie rank bias and every other contribution to those columns (side information,
+        implicit sums) become zero, so the effective rows that export reads carry them
+        unchanged."""
+        uc, mc = self.ucols["rank"], self.mcols["rank"]
+        width = uc.stop - uc.start
+        if user.shape != (self.config.n_users, width) or movie.shape != (
+            self.config.n_movies,
+            width,
+        ):
+            raise ValueError(
+                f"rank factors of shapes {tuple(user.shape)} and {tuple(movie.shape)} do not "
+                f"fit {self.config.n_users} users, {self.config.n_movies} movies, width {width}"
+            )
+        self.user_table.weight[:, uc] = user
+        self.movie_table.weight[:, mc] = movie
+        self.movie_table.weight[:, self.mcols["rank_bias"]] = 0.0
+        for part, cols in (
+            (self.user_side, self.ucols),
+            (self.movie_side, self.mcols),
+        ):
+            if part is not None:
+                part.weight[cols["rank"]] = 0.0
+                if "rank_bias" in cols:
+                    part.weight[cols["rank_bias"]] = 0.0
+        for table, cols in ((self.user_implicit, self.ucols), (self.movie_implicit, self.mcols)):
+            if table is not None:
+                table.weight[:, cols["rank"]] = 0.0
+                if "rank_bias" in cols:
+                    table.weight[:, cols["rank_bias"]] = 0.0
+        self._tables = None
+
     def _implicit(self, side: str, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``sum(y_j for j in N(r)) / sqrt(|N(r)|)`` for each row in ``rows`` (weighted as
         :attr:`Neighbours.scale` says where a list is capped), over those rows' own lists

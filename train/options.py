@@ -19,11 +19,12 @@ random_state=SEED) and the rest halved into validation and test (70/15/15).
 \b
 Options left unset take the preset of --arch:
   hybrid: epochs 40, lr 4e-3, embedding 32, hidden 64, factors 64, reg 0.05,
-          weight decay 1e-3, rank factors 32, rank weight 1, side features off,
-          ema 0, implicit caps 1024, 1 thread; up to 500,000 training ratings
-          batch 2048, patience 2 and implicit terms on, above that batch 8192,
-          patience 1 and implicit terms off (they cost ~4x per rating at 175k
-          training ratings, ~30x at 3.5M)
+          weight decay 1e-3, rank factors 32, item-item rank head, side
+          features off, implicit caps 1024, 1 thread; up to 500,000 training
+          ratings batch 2048, patience 2, implicit terms on, ema 0.97 and a refit
+          on train + validation; above that batch 8192, patience 1, implicit
+          terms, ema and that refit off (the implicit terms cost ~4x per rating at
+          175k training ratings, ~30x at 3.5M)
   seed:   epochs 6, batch 64, lr 5e-4, embedding 100, hidden 128,64, no factors,
           biases, ranking head or implicit terms (the notebook's network)
 """
@@ -129,10 +130,35 @@ _OPTIONS = [
         "[default: per --arch]",
     ),
     click.option(
+        "--rank-head",
+        type=click.Choice(["item-item", "bpr"]),
+        default=None,
+        help="How the ranking head is fit: 'item-item', a low-rank EASE (movies predicted "
+        "from the other movies a user rated, weighted by the rating) solved in closed form "
+        "after training; 'bpr', trained beside the rating on which movies users chose to "
+        "rate. [default: item-item]",
+    ),
+    click.option(
         "--rank-weight",
         type=click.FloatRange(min=0),
         default=None,
-        help="Weight of the ranking head's BPR loss beside the rating MSE. [default: per --arch]",
+        help="Weight of the BPR loss beside the rating MSE (--rank-head bpr only). "
+        "[default: per --arch]",
+    ),
+    click.option(
+        "--item-item-lambda",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        help="The item-item head's L2 penalty, as a multiple of the mean number of "
+        "(rating-weighted) ratings per movie. [default: chosen on validation among "
+        "2, 4, 8, 16, 32, 64]",
+    ),
+    click.option(
+        "--refit-validation/--no-refit-validation",
+        default=None,
+        help="After early stopping, train again on train + validation for the best epoch "
+        "count, and test and keep that model (everything is still chosen on validation "
+        "first). [default: on up to 500,000 training ratings, off above]",
     ),
     click.option(
         "--side-features/--no-side-features",
@@ -164,8 +190,10 @@ _OPTIONS = [
         "--ema",
         type=click.FloatRange(min=0, max=1, max_open=True),
         default=None,
-        help="Decay of the moving average of the weights that is evaluated and kept; 0 keeps "
-        "the raw weights. [default: per --arch]",
+        help="Decay per step of the moving average of the weights that is evaluated and kept; "
+        "0 keeps the raw weights. Each step averages every weight, so it costs the tables, "
+        "not the batch. [default: per --arch; hybrid: 0.97 up to 500,000 training "
+        "ratings, 0 above]",
     ),
     click.option(
         "--threads",

@@ -14,6 +14,7 @@ import torch
 from movierec.serve_batch import contract
 from movierec.serve_batch.atomic import atomic_path
 from movierec.serve_batch.errors import UsageError
+from movierec.train import item_item
 from movierec.train.checkpoint import Checkpoint, package_version, save_checkpoint, utc_now
 from movierec.train.config import NETWORKS, TrainConfig, recorded_path
 from movierec.train.data import MovieLensData, load_movielens, resolve_data_path
@@ -99,12 +100,21 @@ def score_users_fn(model: RecommenderNet, n_movies: int | None = None):
     return score
 
 
-def evaluate(model: RecommenderNet, split: Split, k: int = 10, max_users: int = 0) -> dict:
+def evaluate(
+    model: RecommenderNet,
+    split: Split,
+    k: int = 10,
+    max_users: int = 0,
+    val: dict[str, float] | None = None,
+) -> dict:
     """Validation and test errors, test ranking metrics, and the two baselines.
 
     Ranking metrics cover every test user with a relevant movie, or a seeded sample of
-    ``max_users`` of them where there are more (0: all); ``ranking_protocol`` says which."""
-    val = rating_errors(predict_part(model, split.val), split.val.rating)
+    ``max_users`` of them where there are more (0: all); ``ranking_protocol`` says which.
+    ``val``: the validation errors to report where ``model`` has seen those ratings (a
+    refit): the first run's."""
+    if val is None:
+        val = rating_errors(predict_part(model, split.val), split.val.rating)
     test = rating_errors(predict_part(model, split.test), split.test.rating)
     task = ranking_task(split, "test", max_users=max_users, seed=EVAL_SAMPLE_SEED)
     test.update(ranking_metrics_many(task, lambda rows: [score_users_fn(model)(rows)], 1, k)[0])
@@ -208,29 +218,33 @@ def train_on_split(
     """Build, train and evaluate the model of ``config`` on a given split (no files).
 
     Options left None are set for the split's size first (``TrainConfig.for_data``);
-    the metrics record the values used."""
+    the metrics record the values used. Everything chosen (epoch count, the item-item
+    head's lambda, the rank mix) is chosen on the validation split; with
+    ``refit_validation`` the model is then trained again on train + validation for the
+    chosen epoch count, and only then sees the test split, once."""
     config = config.for_data(len(split.train))
     log.info(
         "split: %d train / %d val / %d test", len(split.train), len(split.val), len(split.test)
     )
-    if config.side_features:
-        uf, mf = user_features(data.users, split.vocab), movie_features(data.movies, split.vocab)
-    else:
-        uf = np.zeros((split.vocab.n_users, 0), np.float32)
-        mf = np.zeros((split.vocab.n_movies, 0), np.float32)
-    neighbours = implicit_neighbours(config, split)
-    torch.manual_seed(config.seed)
-    model = RecommenderNet(
-        build_model_config(config, split, data.rating_scale, uf.shape[1], mf.shape[1], neighbours)
-    )
-    model.set_side_features(torch.from_numpy(uf), torch.from_numpy(mf))
-    model.set_neighbours(*neighbours)
+    users = config.eval_users
     with deterministic_algorithms():
-        history = fit(model, split.train, split.val, config)
-        users = config.eval_users
+        model, history = build_and_fit(config, data, split)
+        val = rating_errors(predict_part(model, split.val), split.val.rating)
+        head = choose_item_item(model, split, config) if uses_item_item(config, model) else {}
         mix = choose_rank_mix(model, split, users) if model.config.rank_factors else {}
-        metrics = evaluate(model, split, max_users=users)
+        refit = {}
+        if config.refit_validation:
+            model, refit = refit_on_validation(config, data, split, history, model)
+        if head:
+            known = [split.train, split.val]
+            install_item_item(model, split, known, head["lambda_multiple"], config.seed)
+            head["fit_on"] = "train + validation"
+        metrics = evaluate(model, split, max_users=users, val=val)
     metrics["rank_mix"] = mix
+    metrics["rank_head"] = {"kind": config.rank_head if model.config.rank_factors else "none"}
+    metrics["rank_head"].update(head)
+    if refit:
+        metrics["refit_validation"] = refit
     c = model.config
     metrics["implicit_terms"] = {
         "used": bool(c.implicit_nnz),
@@ -259,6 +273,122 @@ def train_on_split(
         },
     )
     return model, history, metrics
+
+
+def build_and_fit(
+    config: TrainConfig, data: MovieLensData, split: Split
+) -> tuple[RecommenderNet, History]:
+    """The network of ``config`` for this split (side information and implicit lists from
+    its training part), trained with early stopping on its validation part."""
+    if config.side_features:
+        uf, mf = user_features(data.users, split.vocab), movie_features(data.movies, split.vocab)
+    else:
+        uf = np.zeros((split.vocab.n_users, 0), np.float32)
+        mf = np.zeros((split.vocab.n_movies, 0), np.float32)
+    neighbours = implicit_neighbours(config, split)
+    torch.manual_seed(config.seed)
+    model = RecommenderNet(
+        build_model_config(config, split, data.rating_scale, uf.shape[1], mf.shape[1], neighbours)
+    )
+    model.set_side_features(torch.from_numpy(uf), torch.from_numpy(mf))
+    model.set_neighbours(*neighbours)
+    history = fit(model, split.train, split.val, config)
+    return model, history
+
+
+def train_and_validation(split: Split) -> Split:
+    """The split with its validation ratings added to the training part (validation and
+    test stay: the loop still reports validation, now in-sample)."""
+    parts = (split.train, split.val)
+    known = Part(
+        np.concatenate([p.user_idx for p in parts]),
+        np.concatenate([p.movie_idx for p in parts]),
+        np.concatenate([p.rating for p in parts]),
+    )
+    return Split(split.vocab, known, split.val, split.test)
+
+
+def refit_on_validation(
+    config: TrainConfig,
+    data: MovieLensData,
+    split: Split,
+    history: History,
+    evaluated: RecommenderNet,
+) -> tuple[RecommenderNet, dict]:
+    """Train ``config`` again on train + validation for the first run's best epoch count
+    (no early stopping: validation is in-sample now), keeping the first run's rank mix."""
+    epochs = max(1, history.best_epoch or history.epochs_run)
+    merged = train_and_validation(split)
+    log.info("refit: %d epochs on train + validation (%d ratings)", epochs, len(merged.train))
+    refit_config = config.with_(epochs=epochs, patience=0, refit_validation=False)
+    model, refit_history = build_and_fit(refit_config, data, merged)
+    with torch.no_grad():
+        model.rank_mix.copy_(evaluated.rank_mix)
+    return model, {
+        "ratings": len(merged.train),
+        "epochs": epochs,
+        "train_seconds": round(refit_history.seconds, 3),
+        "train_mse": refit_history.train_loss,
+        "note": (
+            "trained again on train + validation for the first run's best epoch count; "
+            "val metrics are the first run's (the refit model has seen those ratings)"
+        ),
+    }
+
+
+def uses_item_item(config: TrainConfig, model: RecommenderNet) -> bool:
+    return config.rank_head == "item-item" and model.config.rank_factors > 0
+
+
+def install_item_item(
+    model: RecommenderNet, split: Split, parts: list[Part], lam_multiple: float, seed: int
+) -> None:
+    """Fit the item-item head on the ratings of ``parts`` and put it in the model."""
+    known = item_item.known_matrix(
+        parts, split.vocab.n_users, split.vocab.n_movies, model_scale(model)
+    )
+    spec = item_item.spectrum(known, model.config.rank_factors, seed)
+    user, movie = item_item.head_factors(spec, lam_multiple)
+    model.set_rank_factors(torch.from_numpy(user), torch.from_numpy(movie))
+
+
+def model_scale(model: RecommenderNet) -> tuple[float, float]:
+    return model.config.rating_min, model.config.rating_max
+
+
+def choose_item_item(model: RecommenderNet, split: Split, config: TrainConfig) -> dict:
+    """The item-item head's lambda by validation NDCG@10 of the head alone, fit on the
+    training part (``config.item_item_lambda`` where given); the model is left holding
+    that fit, for the rank mix to be chosen on validation too."""
+    known = item_item.known_matrix(
+        [split.train], split.vocab.n_users, split.vocab.n_movies, model_scale(model)
+    )
+    spec = item_item.spectrum(known, model.config.rank_factors, config.seed)
+    grid = (
+        (config.item_item_lambda,) if config.item_item_lambda is not None else item_item.LAMBDA_GRID
+    )
+    tried: dict[float, float] = {}
+    if len(grid) > 1:
+        heads = [item_item.head_factors(spec, lam) for lam in grid]
+        task = ranking_task(split, "val", max_users=config.eval_users, seed=EVAL_SAMPLE_SEED)
+        found = ranking_metrics_many(
+            task, lambda rows: [u[rows] @ m.T for u, m in heads], len(grid)
+        )
+        tried = {lam: f["ndcg@10"] for lam, f in zip(grid, found, strict=True)}
+        best = max(tried, key=lambda lam: (tried[lam], lam))
+        shown = ", ".join(f"{lam:g}: {v:.4f}" for lam, v in tried.items())
+        log.info("item-item lambda by validation NDCG@10: {%s} -> %g", shown, best)
+    else:
+        best = grid[0]
+    user, movie = item_item.head_factors(spec, best)
+    model.set_rank_factors(torch.from_numpy(user), torch.from_numpy(movie))
+    return {
+        "rank": int(spec.s.size),
+        "lambda_multiple": best,
+        "lambda": best * spec.mean_diagonal,
+        "val_ndcg@10": {f"{lam:g}": v for lam, v in tried.items()},
+        "input": "rating / middle of the rating scale",
+    }
 
 
 def prepare_artifacts_dir(path: Path) -> Path:

@@ -90,7 +90,13 @@ def refit_on_all_ratings(
     epochs = max(1, int(held.get("best_epoch") or held.get("epochs_run") or config.epochs))
     split = all_ratings_split(evaluated.split)
     # the options set by data size are the evaluation run's, not those of all the ratings
-    refit_config = config.for_data(len(evaluated.split.train)).with_(epochs=epochs, patience=0)
+    head = held.get("rank_head") or {}
+    refit_config = config.for_data(len(evaluated.split.train)).with_(
+        epochs=epochs,
+        patience=0,
+        refit_validation=False,  # every rating is in the training part already
+        item_item_lambda=head.get("lambda_multiple", config.item_item_lambda),
+    )
     log.info("refit: %d epochs on all %d ratings", epochs, len(split.train))
     t0 = time.perf_counter()
     with _quiet(logging.getLogger(train_on_split.__module__)):

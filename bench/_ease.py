@@ -1,0 +1,60 @@
+"""The quality benchmark's ranking reference: EASE (Steck 2019), full rank, closed form.
+
+``B = I - P diag(1 / diag P)``, ``P = (X^T X + lam I)^-1`` on a 0/1 matrix of the training
+ratings, as the paper fits it; lambda chosen by validation NDCG@10 under the same pinned
+protocol as the model (``movierec.train.metrics``). A dense ``movies x movies`` inverse:
+fine for ml-100k and ml-latest-small, which is why it is a benchmark and not the model
+(``movierec.train.item_item`` is its low-rank, rating-weighted form that scales).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from movierec.train.metrics import ranking_metrics_many, ranking_task
+from movierec.train.split import Part, Split
+
+LAMBDAS = (50.0, 100.0, 200.0, 300.0, 500.0, 800.0, 1200.0)
+
+
+def _binary(parts: list[Part], n_users: int, n_movies: int) -> sp.csr_matrix:
+    users = np.concatenate([p.user_idx for p in parts])
+    movies = np.concatenate([p.movie_idx for p in parts])
+    x = sp.csr_matrix((np.ones(users.size), (users, movies)), shape=(n_users, n_movies))
+    x.data[:] = 1.0  # a pair in two parts counts once
+    return x
+
+
+def _scorer(x: sp.csr_matrix, b: np.ndarray):
+    return lambda rows: [np.asarray(x[rows] @ b)]
+
+
+def _weights(x: sp.csr_matrix, lam: float) -> np.ndarray:
+    gram = (x.T @ x).toarray()
+    gram[np.diag_indices_from(gram)] += lam
+    p = np.linalg.inv(gram)
+    b = -p / np.diag(p)
+    b[np.diag_indices_from(b)] = 0.0
+    return b
+
+
+def ease(split: Split, k: int = 10) -> dict:
+    """EASE fit on the training part with lambda chosen on validation: its test metrics,
+    and those of the same lambda fit on train + validation."""
+    n_users, n_movies = split.vocab.n_users, split.vocab.n_movies
+    x = _binary([split.train], n_users, n_movies)
+    val_task = ranking_task(split, "val")
+    tried = {}
+    for lam in LAMBDAS:
+        b = _weights(x, lam)
+        tried[lam] = ranking_metrics_many(val_task, _scorer(x, b), 1, k)[0]
+    best = max(tried, key=lambda lam: tried[lam][f"ndcg@{k}"])
+    test_task = ranking_task(split, "test")
+    out = {"lambda": best, "val_ndcg@10": {str(lam): m[f"ndcg@{k}"] for lam, m in tried.items()}}
+    for name, parts in (("train", [split.train]), ("train+val", [split.train, split.val])):
+        fit = _binary(parts, n_users, n_movies)
+        b = _weights(fit, best)
+        found = ranking_metrics_many(test_task, _scorer(fit, b), 1, k)[0]
+        out[name] = {c: found[c] for c in (f"precision@{k}", f"recall@{k}", f"ndcg@{k}")}
+    return out
