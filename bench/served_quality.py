@@ -1,7 +1,8 @@
 """Model quality as served: the exported model through the ``rec-score`` command.
 
-For each model seed: ``movierec.train.train`` and ``movierec.export.export`` into a
-temporary folder, then the scorer's console script, as a cron job runs it:
+For each model seed, on the seed split (random_state=42, as ``bench/quality.py``):
+train and write what ``rec-train`` writes, ``movierec.export.export`` into a temporary
+folder, then the scorer's console script, as a cron job runs it:
 
 * pairs: ``rec-score test_pairs.parquet OUT`` -> RMSE of ``predicted_rating`` against the
   test ratings;
@@ -32,7 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from movierec.export import ExportConfig, export  # noqa: E402
-from movierec.train import TrainConfig, train  # noqa: E402
+from movierec.train import TrainConfig  # noqa: E402
+from movierec.train.data import load_movielens  # noqa: E402
+from movierec.train.pipeline import train_and_write  # noqa: E402
+from movierec.train.split import split_ratings  # noqa: E402
 
 
 def topk_metrics(topk: pd.DataFrame, test: pd.DataFrame, k: int = 10) -> dict[str, float]:
@@ -65,10 +69,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/served_quality.json")
     args = parser.parse_args()
     runs = []
+    data = load_movielens(args.data)
+    split = split_ratings(data.ratings, seed=42)
     with tempfile.TemporaryDirectory() as tmp:
         for seed in map(int, args.seeds.split(",")):
             art = Path(tmp) / f"seed{seed}"
-            result = train(TrainConfig(data=args.data, artifacts=art, seed=seed, quiet=True))
+            art.mkdir()
+            config = TrainConfig(data=args.data, artifacts=art, seed=seed, quiet=True)
+            result = train_and_write(config, data, split, art)
             export(ExportConfig(artifacts=art, quiet=True))
             test = pd.read_parquet(art / "test_pairs.parquet")
             pairs = (str(art / "test_pairs.parquet"), str(art / "scored.parquet"))

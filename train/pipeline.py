@@ -191,6 +191,14 @@ def run_training(config: TrainConfig) -> TrainResult:
         *data.rating_scale,
     )
     split = split_ratings(data.ratings, seed=config.seed, test_size=config.test_size)
+    return train_and_write(config, data, split, artifacts)
+
+
+def train_and_write(
+    config: TrainConfig, data: MovieLensData, split: Split, artifacts: Path
+) -> TrainResult:
+    """:func:`train_on_split`, then every artifact of ``rec-train`` into ``artifacts``
+    (benchmarks use it to keep one split while the model seed varies)."""
     model, history, metrics = train_on_split(config, data, split)
     ckpt = Checkpoint(
         model=model,
