@@ -148,3 +148,36 @@ def test_bad_head_options_are_refused():
         TrainConfig.for_arch("hybrid", rank_head="softmax")
     with pytest.raises(UsageError, match="item_item_lambda must be positive"):
         TrainConfig.for_arch("hybrid", item_item_lambda=0.0)
+
+
+def test_bpr_head_without_refit_trains_on_the_training_part_only(synthetic_ml100k, tmp_path):
+    from movierec.train.pipeline import run_training
+    from tests.support import TINY
+
+    config = TrainConfig.for_arch(
+        "hybrid",
+        data=synthetic_ml100k,
+        artifacts=tmp_path,
+        quiet=True,
+        rank_head="bpr",
+        refit_validation=False,
+        **{**TINY, "epochs": 2},
+    )
+    result = run_training(config)
+    assert result.metrics["rank_head"] == {"kind": "bpr"}
+    assert "refit_validation" not in result.metrics
+    split = result.checkpoint.split
+    assert result.checkpoint.model.config.implicit_nnz == len(split.train)
+    assert result.metrics["config"]["rank_head"] == "bpr"
+
+
+def test_refit_validation_and_ema_follow_the_data_size():
+    from movierec.train.config import LARGE_DATA_RATINGS
+
+    config = TrainConfig.for_arch("hybrid")
+    small, large = config.for_data(LARGE_DATA_RATINGS), config.for_data(LARGE_DATA_RATINGS + 1)
+    assert (small.refit_validation, small.ema) == (True, 0.97)
+    assert (large.refit_validation, large.ema) == (False, 0.0)
+    forced = TrainConfig.for_arch("hybrid", refit_validation=True, ema=0.5)
+    assert forced.for_data(LARGE_DATA_RATINGS + 1).refit_validation is True
+    assert forced.for_data(LARGE_DATA_RATINGS + 1).ema == 0.5
