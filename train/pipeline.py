@@ -148,7 +148,7 @@ def evaluate(
 
 
 #: Weights of the rating in the ranking score tried on the validation split.
-RANK_MIX_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+RANK_MIX_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 #: Seeds the sample of users whose rankings are evaluated where there are too many.
 EVAL_SAMPLE_SEED = 0
 
