@@ -19,9 +19,10 @@ LAMBDAS = (50.0, 100.0, 200.0, 300.0, 500.0, 800.0, 1200.0)
 
 
 def _binary(parts: list[Part], n_users: int, n_movies: int) -> sp.csr_matrix:
-    users = np.concatenate([p.user_idx for p in parts])
-    movies = np.concatenate([p.movie_idx for p in parts])
-    x = sp.csr_matrix((np.ones(users.size), (users, movies)), shape=(n_users, n_movies))
+    known = Part.concat(parts)
+    x = sp.csr_matrix(
+        (np.ones(len(known)), (known.user_idx, known.movie_idx)), shape=(n_users, n_movies)
+    )
     x.data[:] = 1.0  # a pair in two parts counts once
     return x
 

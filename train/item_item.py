@@ -57,9 +57,9 @@ def known_matrix(
 ) -> sp.csr_matrix:
     """``X``: each known (user, movie) pair's rating over the scale's middle; a pair in
     several parts counts once (a refit's training part holds its validation part too)."""
-    users = np.concatenate([p.user_idx for p in parts]).astype(np.int64)
-    movies = np.concatenate([p.movie_idx for p in parts]).astype(np.int64)
-    ratings = np.concatenate([p.rating for p in parts]).astype(np.float64)
+    known = Part.concat(parts)
+    users, movies = known.user_idx.astype(np.int64), known.movie_idx.astype(np.int64)
+    ratings = known.rating.astype(np.float64)
     keys = users * n_movies + movies
     _, first = np.unique(keys, return_index=True)
     middle = (rating_range[0] + rating_range[1]) / 2.0

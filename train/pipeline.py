@@ -307,12 +307,7 @@ def build_and_fit(
 def train_and_validation(split: Split) -> Split:
     """The split with its validation ratings added to the training part (validation and
     test stay: the loop still reports validation, now in-sample)."""
-    parts = (split.train, split.val)
-    known = Part(
-        np.concatenate([p.user_idx for p in parts]),
-        np.concatenate([p.movie_idx for p in parts]),
-        np.concatenate([p.rating for p in parts]),
-    )
+    known = Part.concat([split.train, split.val])
     return Split(split.vocab, known, split.val, split.test)
 
 
@@ -352,26 +347,28 @@ def install_item_item(
     model: RecommenderNet, split: Split, parts: list[Part], lam_multiple: float, seed: int
 ) -> None:
     """Fit the item-item head on the ratings of ``parts`` and put it in the model."""
-    known = item_item.known_matrix(
-        parts, split.vocab.n_users, split.vocab.n_movies, model_scale(model)
+    user, movie = item_item.head_factors(
+        item_item_spectrum(model, split, parts, seed), lam_multiple
     )
-    spec = item_item.spectrum(known, model.config.rank_factors, seed)
-    user, movie = item_item.head_factors(spec, lam_multiple)
     model.set_rank_factors(torch.from_numpy(user), torch.from_numpy(movie))
 
 
-def model_scale(model: RecommenderNet) -> tuple[float, float]:
-    return model.config.rating_min, model.config.rating_max
+def item_item_spectrum(
+    model: RecommenderNet, split: Split, parts: list[Part], seed: int
+) -> item_item.Spectrum:
+    """The truncated SVD behind the item-item head, of the ratings in ``parts``."""
+    c = model.config
+    known = item_item.known_matrix(
+        parts, split.vocab.n_users, split.vocab.n_movies, (c.rating_min, c.rating_max)
+    )
+    return item_item.spectrum(known, c.rank_factors, seed)
 
 
 def choose_item_item(model: RecommenderNet, split: Split, config: TrainConfig) -> dict:
     """The item-item head's lambda by validation NDCG@10 of the head alone, fit on the
     training part (``config.item_item_lambda`` where given); the model is left holding
     that fit, for the rank mix to be chosen on validation too."""
-    known = item_item.known_matrix(
-        [split.train], split.vocab.n_users, split.vocab.n_movies, model_scale(model)
-    )
-    spec = item_item.spectrum(known, model.config.rank_factors, config.seed)
+    spec = item_item_spectrum(model, split, [split.train], config.seed)
     grid = (
         (config.item_item_lambda,) if config.item_item_lambda is not None else item_item.LAMBDA_GRID
     )
@@ -427,14 +424,12 @@ def write_json(path: Path, obj: dict) -> None:
 
 def write_pairs(path: Path, split: Split, parts: list[Part]) -> None:
     """Raw-ID pairs of some split parts, as input for ``rec-score`` (and ``--exclude``)."""
-    u = np.concatenate([p.user_idx for p in parts])
-    m = np.concatenate([p.movie_idx for p in parts])
-    r = np.concatenate([p.rating for p in parts])
+    pairs = Part.concat(parts)
     frame = pd.DataFrame(
         {
-            contract.USER_COL: split.vocab.user_ids[u],
-            contract.MOVIE_COL: split.vocab.movie_ids[m],
-            contract.RATING_COL: r.astype(np.float32),
+            contract.USER_COL: split.vocab.user_ids[pairs.user_idx],
+            contract.MOVIE_COL: split.vocab.movie_ids[pairs.movie_idx],
+            contract.RATING_COL: pairs.rating.astype(np.float32),
         }
     )
     with atomic_path(path) as tmp:

@@ -20,7 +20,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from movierec.serve_batch.errors import DataError
@@ -58,12 +57,7 @@ def _quiet(logger: logging.Logger) -> Iterator[None]:
 def all_ratings_split(split: Split) -> Split:
     """The evaluation split with every rating in its training part (validation and test
     stay as they were: the training loop still reports them, now in-sample)."""
-    parts = (split.train, split.val, split.test)
-    everything = Part(
-        np.concatenate([p.user_idx for p in parts]),
-        np.concatenate([p.movie_idx for p in parts]),
-        np.concatenate([p.rating for p in parts]),
-    )
+    everything = Part.concat([split.train, split.val, split.test])
     return Split(split.vocab, everything, split.val, split.test)
 
 

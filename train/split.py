@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,15 @@ class Part:
 
     def __len__(self) -> int:
         return len(self.rating)
+
+    @classmethod
+    def concat(cls, parts: Sequence[Part]) -> Part:
+        """The rows of ``parts`` one after another, in order."""
+        return cls(
+            np.concatenate([p.user_idx for p in parts]),
+            np.concatenate([p.movie_idx for p in parts]),
+            np.concatenate([p.rating for p in parts]),
+        )
 
 
 @dataclass(frozen=True)
