@@ -154,6 +154,8 @@ def main() -> None:
             "test": m["test"],
             "baselines": m["baselines"],
             "ease": small_ease,
+            "rank_head": m["rank_head"],
+            "rank_mix": m["rank_mix"],
         }
 
     result["seconds"] = time.perf_counter() - started

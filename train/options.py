@@ -151,7 +151,7 @@ _OPTIONS = [
         default=None,
         help="The item-item head's L2 penalty, as a multiple of the mean number of "
         "(rating-weighted) ratings per movie. [default: chosen on validation among "
-        "2, 4, 8, 16, 32, 64, 128, 256]",
+        "the powers of 2 from 2 to 1024]",
     ),
     click.option(
         "--refit-validation/--no-refit-validation",
