@@ -11,8 +11,10 @@ One class covers both architectures so that export and scoring see one contract
   sigmoid. Giving the MLP its own embeddings keeps it from overfitting the factors the
   dot product relies on (as in NeuMF). Side information (user age, gender, occupation;
   movie genres and year) is held as fixed per-row tables whose linear projection is
-  added to each row. A ranking head (a dot product plus a movie bias, trained on which
-  movies users chose to rate) is mixed with the rating into ``rank_score``.
+  added to each row. A ranking head (a dot product plus a movie bias) is mixed with the
+  rating into ``rank_score``: fit in closed form after training (the item-item head,
+  ``movierec.train.item_item``, installed by :meth:`RecommenderNet.set_rank_factors`)
+  or trained with a BPR loss on which movies users chose to rate.
 
 Each side's learned parameters live in one table whose columns are laid out as
 ``[mlp embedding | factors | bias | rank factors | rank bias]`` (absent parts have
