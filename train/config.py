@@ -87,7 +87,7 @@ class TrainConfig:
     #: How the ranking head is fit: "item-item", a low-rank EASE solved in closed form
     #: after training (``movierec.train.item_item``); "bpr", trained beside the rating
     #: with a BPR loss weighted by ``rank_weight``. ml-100k's seed split, model seeds
-    #: 42-44: test NDCG@10 0.35 against 0.28 (see README "Quality").
+    #: 42-44: test NDCG@10 0.3445 against 0.2802 (README, "Measured quality").
     rank_head: str = "item-item"
     rank_weight: float = 1.0
     #: The item-item head's lambda as a multiple of the mean diagonal of X^T X; None:
@@ -97,7 +97,7 @@ class TrainConfig:
     #: model that is tested and exported knows 85% of the ratings rather than 70% (the
     #: epoch count, lambda and rank mix are still chosen on validation by the first run).
     #: None: by data size (on up to ``LARGE_DATA_RATINGS``, where it cost ml-100k about
-    #: 10 s and brought test RMSE from 0.891 to 0.885; off above, where it would double
+    #: 10 s and brought test RMSE from 0.8891 to 0.8811; off above, where it would double
     #: a long training and rec-nightly refits on every rating anyway).
     refit_validation: bool | None = None
     side_features: bool = False
