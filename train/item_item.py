@@ -55,17 +55,25 @@ class Spectrum:
 def known_matrix(
     parts: Sequence[Part], n_users: int, n_movies: int, rating_range: tuple[float, float]
 ) -> sp.csr_matrix:
-    """``X``: each known (user, movie) pair's rating over the scale's middle; a pair in
-    several parts counts once (a refit's training part holds its validation part too)."""
-    known = Part.concat(parts)
-    users, movies = known.user_idx.astype(np.int64), known.movie_idx.astype(np.int64)
-    ratings = known.rating.astype(np.float64)
-    keys = users * n_movies + movies
-    _, first = np.unique(keys, return_index=True)
-    middle = (rating_range[0] + rating_range[1]) / 2.0
-    return sp.csr_matrix(
-        (ratings[first] / middle, (users[first], movies[first])), shape=(n_users, n_movies)
-    )
+    """``X``: each known (user, movie) pair's rating over the scale's middle. A pair given
+    more than once (in several parts: a refit's training part holds its validation part
+    too; or repeated in the data) counts once, with its mean rating.
+
+    Built with 32-bit indices and no sort of its own: at 21M ratings the matrix's
+    transient peak was 2.3 GiB with a sort of 64-bit keys to drop repeated pairs."""
+    index = np.int32 if max(n_users, n_movies) < 2**31 else np.int64
+    users = np.concatenate([p.user_idx for p in parts], dtype=index)
+    movies = np.concatenate([p.movie_idx for p in parts], dtype=index)
+    ratings = np.concatenate([p.rating for p in parts], dtype=np.float64)
+    ratings /= (rating_range[0] + rating_range[1]) / 2.0
+    shape = (n_users, n_movies)
+    x = sp.csr_matrix((ratings, (users, movies)), shape=shape)  # repeated pairs are summed
+    if x.nnz < users.size:  # some pair came more than once: divide by how many times
+        counts = sp.csr_matrix((np.ones(users.size), (users, movies)), shape=shape)
+        if not np.array_equal(counts.indices, x.indices):
+            raise AssertionError("the count matrix's layout differs from the ratings'")
+        x.data /= counts.data
+    return x
 
 
 def spectrum(x: sp.csr_matrix, rank: int, seed: int) -> Spectrum:

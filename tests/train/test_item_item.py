@@ -72,6 +72,14 @@ def test_same_seed_same_factors_and_pairs_counted_once():
     x = item_item.known_matrix(parts, 4, 4, (1.0, 5.0))
     assert x.nnz == 5
     assert x[2, 3] == pytest.approx(4.0 / 3.0) and x[0, 1] == pytest.approx(5.0 / 3.0)
+    assert x[3, 0] == pytest.approx(2.0 / 3.0) and x[1, 1] == 0.0
+    # a pair rated twice differently (repeated in the data) counts once, with its mean
+    twice = Part(np.array([0, 0, 1]), np.array([2, 2, 0]), np.array([5.0, 2.0, 3.0]))
+    y = item_item.known_matrix([twice], 2, 3, (1.0, 5.0))
+    assert y.nnz == 2 and y[0, 2] == pytest.approx(3.5 / 3.0)
+    # without repeats, nothing is divided
+    once = item_item.known_matrix(parts[:1], 4, 4, (1.0, 5.0))
+    assert once.nnz == 4 and once[0, 1] == pytest.approx(5.0 / 3.0)
     a = item_item.head_factors(item_item.spectrum(x, 2, seed=7), 4.0)
     b = item_item.head_factors(item_item.spectrum(x, 2, seed=7), 4.0)
     np.testing.assert_array_equal(a[0], b[0])
