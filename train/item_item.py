@@ -81,7 +81,7 @@ def spectrum(x: sp.csr_matrix, rank: int, seed: int) -> Spectrum:
     factors). ``rank`` is capped by the matrix's size."""
     rank = max(1, min(rank, *x.shape))
     u, s, vt = randomized_svd(x, rank, n_iter=POWER_ITERATIONS, random_state=seed)
-    mean_diagonal = float(x.multiply(x).sum() / max(x.shape[1], 1))
+    mean_diagonal = float(np.dot(x.data, x.data) / max(x.shape[1], 1))  # sum of x^2 / movies
     return Spectrum(u * s, s, np.ascontiguousarray(vt.T), mean_diagonal)
 
 

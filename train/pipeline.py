@@ -374,11 +374,19 @@ def choose_item_item(model: RecommenderNet, split: Split, config: TrainConfig) -
     )
     tried: dict[float, float] = {}
     if len(grid) > 1:
-        heads = [item_item.head_factors(spec, lam) for lam in grid]
         task = ranking_task(split, "val", max_users=config.eval_users, seed=EVAL_SAMPLE_SEED)
-        found = ranking_metrics_many(
-            task, lambda rows: [u[rows] @ m.T for u, m in heads], len(grid)
-        )
+        # each lambda's user rows for the evaluated users only (they are sorted): ten
+        # heads of 162k users would hold 200 MB
+        heads = []
+        for lam in grid:
+            user, movie = item_item.head_factors(spec, lam)
+            heads.append((user[task.users], movie))
+
+        def score(rows: np.ndarray) -> list[np.ndarray]:
+            at = np.searchsorted(task.users, rows)
+            return [user[at] @ movie.T for user, movie in heads]
+
+        found = ranking_metrics_many(task, score, len(grid))
         tried = {lam: f["ndcg@10"] for lam, f in zip(grid, found, strict=True)}
         best = max(tried, key=lambda lam: (tried[lam], lam))
         shown = ", ".join(f"{lam:g}: {v:.4f}" for lam, v in tried.items())
