@@ -59,8 +59,9 @@ def known_matrix(
     more than once (in several parts: a refit's training part holds its validation part
     too; or repeated in the data) counts once, with its mean rating.
 
-    Built with 32-bit indices and no sort of its own: at 21M ratings the matrix's
-    transient peak was 2.3 GiB with a sort of 64-bit keys to drop repeated pairs."""
+    Built with 32-bit indices and no sort of its own (rather than ``Part.concat``): at
+    scale 0.2 (4.25M ratings) its transient peak was 454 MiB with a sort of 64-bit keys
+    to drop repeated pairs, and is 114 MiB so (tracemalloc)."""
     index = np.int32 if max(n_users, n_movies) < 2**31 else np.int64
     users = np.concatenate([p.user_idx for p in parts], dtype=index)
     movies = np.concatenate([p.movie_idx for p in parts], dtype=index)
