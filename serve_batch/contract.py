@@ -94,8 +94,14 @@ META_CATALOG = "movierec.catalog"
 #   },
 #   "titles": {"242": "Kolya (1996)", ...} # optional, for people reading the tables
 # }
-# JSON keys are strings: a key is ``str(int(raw_id))``, so ``int(key)`` gives the integer
-# ID of the input files back.
+# JSON keys are strings. For integer IDs a key is ``str(int(raw_id))``, so ``int(key)``
+# gives the integer ID of the input files back; for string IDs a key is the ID exactly
+# as the data held it.
+#
+# Added for users' own data (the format version stays 1: a mapping without them is an
+# older one, and means integer IDs under the columns user_id and movie_id):
+#   "id_types": {"user": "int" | "string", "movie": "int" | "string"},
+#   "columns":  {"user": "customer_id", "movie": "sku"}   # the training data's ID columns
 MAPPING_FORMAT_VERSION = "format_version"
 MAPPING_RATING_SCALE = "rating_scale"
 MAPPING_USER_INDEX = "user_index"
@@ -106,6 +112,18 @@ FALLBACK_GLOBAL_MEAN = "global_mean"
 FALLBACK_USER_MEAN = "user_mean"
 FALLBACK_MOVIE_MEAN = "movie_mean"
 FALLBACK_DAMPING = "damping"
+#: The ID type of each side (``{"user": ..., "movie": ...}``): what the scorer reads and
+#: writes in the ID columns. Absent: both ``ID_TYPE_INT``.
+MAPPING_ID_TYPES = "id_types"
+#: The ID column names of the training data (``{"user": ..., "movie": ...}``): the
+#: scorer's default ID columns, and the names of its output columns. Absent: ``USER_COL``
+#: and ``MOVIE_COL``.
+MAPPING_COLUMNS = "columns"
+#: Integer IDs (int64 in every table).
+ID_TYPE_INT = "int"
+#: String IDs (Arrow ``string`` in every table), matched exactly (no trimming, case kept).
+ID_TYPE_STRING = "string"
+ID_TYPES = (ID_TYPE_INT, ID_TYPE_STRING)
 
 # --- scorer table columns -------------------------------------------------------------
 USER_COL = "user_id"
