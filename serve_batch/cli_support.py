@@ -236,3 +236,6 @@ def setup_logging(quiet: bool) -> None:
         stream=sys.stderr,
         force=True,
     )
+    # matplotlib's INFO lines ("generated new fontManager" on first use) are its own
+    # housekeeping, not the command's: only its warnings reach the log
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)

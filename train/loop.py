@@ -141,11 +141,20 @@ def make_optimizers(model: RecommenderNet, config: TrainConfig) -> list[torch.op
     return optimizers
 
 
-def fit(model: RecommenderNet, train: Part, val: Part, config: TrainConfig) -> History:
+def fit(
+    model: RecommenderNet,
+    train: Part,
+    val: Part,
+    config: TrainConfig,
+    *,
+    val_in_train: bool = False,
+) -> History:
     """Train ``model`` in place and leave it holding the best-validation weights.
 
     Each epoch shuffles with a generator seeded from ``config.seed``, then slices
     batches straight out of the tensors: no per-row ``Dataset.__getitem__``.
+    ``val_in_train``: ``val`` is part of ``train`` (a refit for a fixed epoch count), so
+    its RMSE is logged as in-sample and no epoch is announced as the best.
     """
     gen = torch.Generator().manual_seed(config.seed)
     u, m, r = as_tensors(train)
@@ -207,14 +216,23 @@ def fit(model: RecommenderNet, train: Part, val: Part, config: TrainConfig) -> H
             history.best_epoch = epoch
         else:
             stale += 1
-        log.info(
-            "epoch %d/%d  train_mse %.4f  val_rmse %.4f%s",
-            epoch,
-            config.epochs,
-            train_mse,
-            val_rmse,
-            "  *best" if improved else "",
-        )
+        if val_in_train:
+            log.info(
+                "epoch %d/%d  train_mse %.4f  (in-sample val_rmse %.4f)",
+                epoch,
+                config.epochs,
+                train_mse,
+                val_rmse,
+            )
+        else:
+            log.info(
+                "epoch %d/%d  train_mse %.4f  val_rmse %.4f%s",
+                epoch,
+                config.epochs,
+                train_mse,
+                val_rmse,
+                "  *best" if improved else "",
+            )
         if config.patience and stale >= config.patience:
             log.info("early stop: no improvement in %d epochs", config.patience)
             break

@@ -125,9 +125,8 @@ _OPTIONS = [
         "--rank-factors",
         type=click.IntRange(min=0),
         default=None,
-        help="Width of the ranking head (trained on which movies users chose to rate, mixed "
-        "with the rating into rank_score for top-k lists); 0 ranks by the rating alone. "
-        "[default: per --arch]",
+        help="Width of the ranking head (see --rank-head), mixed with the rating into "
+        "rank_score for top-k lists; 0 ranks by the rating alone. [default: per --arch]",
     ),
     click.option(
         "--rank-head",

@@ -300,7 +300,7 @@ def build_and_fit(
     )
     model.set_side_features(torch.from_numpy(uf), torch.from_numpy(mf))
     model.set_neighbours(*neighbours)
-    history = fit(model, split.train, split.val, config)
+    history = fit(model, split.train, split.val, config, val_in_train=split.val_in_train)
     return model, history
 
 
@@ -308,7 +308,7 @@ def train_and_validation(split: Split) -> Split:
     """The split with its validation ratings added to the training part (validation and
     test stay: the loop still reports validation, now in-sample)."""
     known = Part.concat([split.train, split.val])
-    return Split(split.vocab, known, split.val, split.test)
+    return Split(split.vocab, known, split.val, split.test, val_in_train=True)
 
 
 def refit_on_validation(

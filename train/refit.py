@@ -58,7 +58,7 @@ def all_ratings_split(split: Split) -> Split:
     """The evaluation split with every rating in its training part (validation and test
     stay as they were: the training loop still reports them, now in-sample)."""
     everything = Part.concat([split.train, split.val, split.test])
-    return Split(split.vocab, everything, split.val, split.test)
+    return Split(split.vocab, everything, split.val, split.test, val_in_train=True)
 
 
 def refit_on_all_ratings(

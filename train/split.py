@@ -53,6 +53,9 @@ class Split:
     train: Part
     val: Part
     test: Part
+    #: The validation ratings are in ``train`` too (a refit): validation figures are
+    #: in-sample, and the training log says so instead of marking a "best" epoch.
+    val_in_train: bool = False
 
 
 def encode_ids(ratings: pd.DataFrame) -> tuple[Vocabulary, np.ndarray, np.ndarray]:

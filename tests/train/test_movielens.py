@@ -127,6 +127,19 @@ def test_side_files_are_optional(data: SyntheticData, tmp_path: Path) -> None:
     assert load_movielens(folder).movies is None
 
 
+def test_movies_csv_without_genres(data: SyntheticData, tmp_path: Path) -> None:
+    """A catalog with no genres may leave the column out: titles load, genres are empty."""
+    folder = write_csv_layout(tmp_path, data)
+    full = pd.read_csv(folder / "movies.csv")
+    full[["movieId", "title"]].to_csv(folder / "movies.csv", index=False)
+    movies = load_movielens(folder).movies
+    assert movies["title"].tolist() == full["title"].tolist()
+    assert (movies["genres"] == "").all()
+    set_line(folder / "movies.csv", 3, "3,Heat (1995),Action")
+    with pytest.raises(DataError, match=r"movies\.csv line 3: expected 2 comma-separated"):
+        load_movielens(folder)
+
+
 def test_utf8_movies_dat(data: SyntheticData, tmp_path: Path) -> None:
     """ml-1m's movies.dat is latin-1; later ``::`` releases write UTF-8."""
     folder = write_ml1m(tmp_path, data)

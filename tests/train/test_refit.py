@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 import pytest
@@ -27,7 +28,26 @@ def refit(tmp_path_factory, synthetic_ml100k):
         "hybrid", data=synthetic_ml100k, artifacts=tmp_path_factory.mktemp("eval"), **CONFIG
     )
     evaluated = load_checkpoint(run_training(config).artifacts / "checkpoint.pt")
-    return evaluated, refit_on_all_ratings(config, evaluated)
+    loop_log, lines = logging.getLogger("movierec.train.loop"), _Lines()
+    level = loop_log.level
+    loop_log.addHandler(lines)
+    loop_log.setLevel(logging.INFO)
+    try:
+        result = refit_on_all_ratings(config, evaluated)
+    finally:
+        loop_log.removeHandler(lines)
+        loop_log.setLevel(level)
+    result.log_lines = lines.lines
+    return evaluated, result
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 def test_refit_learns_every_rating_for_the_best_epoch_count(refit) -> None:
@@ -69,3 +89,11 @@ def test_refit_refuses_data_that_changed(refit, synthetic_ml100k) -> None:
     with pytest.raises(DataError, match="ratings changed between the evaluation run and the"):
         refit_on_all_ratings(config, evaluated, changed)
     assert np.isfinite(float(evaluated.model.rank_mix))
+
+
+def test_the_refit_log_says_its_validation_figures_are_in_sample(refit) -> None:
+    """The refit trains on the validation ratings: no epoch is called the best."""
+    _, result = refit
+    epochs = [line for line in result.log_lines if line.startswith("epoch ")]
+    assert len(epochs) == result.history.epochs_run
+    assert all("in-sample val_rmse" in line and "*best" not in line for line in epochs)

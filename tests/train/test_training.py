@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -249,3 +250,24 @@ def test_choose_rank_mix_scores_once_and_agrees_with_one_pass_per_mix(trained_ar
     assert got["val_ndcg@10"] == {str(m): pytest.approx(v, abs=1e-12) for m, v in per_mix.items()}
     assert float(model.rank_mix) == got["chosen"]
     assert got["chosen"] == max(per_mix, key=lambda m: (per_mix[m], -m))
+
+
+def test_matplotlib_housekeeping_stays_out_of_the_log(tmp_path):
+    """On first use matplotlib logs "generated new fontManager" at INFO; the commands'
+    logging (``setup_logging``) keeps it out, plain INFO logging would not."""
+    import subprocess
+    import sys
+
+    def first_plot_log(setup: str, config_dir: str) -> str:
+        code = f"{setup}\nimport matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot\n"
+        env = {**os.environ, "MPLCONFIGDIR": str(tmp_path / config_dir)}  # an empty cache
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stderr
+
+    plain = "import logging; logging.basicConfig(level=logging.INFO)"
+    ours = "from movierec.serve_batch.cli_support import setup_logging; setup_logging(False)"
+    assert "generated new fontManager" in first_plot_log(plain, "plain")
+    assert "fontManager" not in first_plot_log(ours, "ours")

@@ -488,10 +488,12 @@ def read_dat_users(path: Path) -> pd.DataFrame:
 
 
 def read_csv_movies(path: Path) -> pd.DataFrame:
-    """movies.csv: header movieId,title,genres; CSV quoting; UTF-8."""
+    """movies.csv: header movieId,title,genres or movieId,title (a catalog without
+    genres: each movie's genres are then empty); CSV quoting; UTF-8."""
     text = _decode(path, "utf-8").removeprefix("\ufeff")
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    header = ("movieId", "title", "genres")
+    headers = (("movieId", "title", "genres"), ("movieId", "title"))
+    header = headers[0]
     ids: list[int] = []
     titles: list[str] = []
     genres: list[str] = []
@@ -503,23 +505,24 @@ def read_csv_movies(path: Path) -> pd.DataFrame:
             if not any(cell.strip() for cell in row):
                 continue
             if not header_seen:
-                if tuple(cell.strip() for cell in row) != header:
+                header = tuple(cell.strip() for cell in row)
+                if header not in headers:
                     raise DataError(
-                        f"{path} line {lineno}: expected the header {','.join(header)}, "
-                        f"found {','.join(row)!r}."
+                        f"{path} line {lineno}: expected the header {','.join(headers[0])} "
+                        f"(or {','.join(headers[1])}), found {','.join(row)!r}."
                     )
                 header_seen = True
                 continue
             if len(row) != len(header):
                 raise DataError(
-                    f"{path} line {lineno}: expected 3 comma-separated fields "
+                    f"{path} line {lineno}: expected {len(header)} comma-separated fields "
                     f"({', '.join(header)}), found {len(row)}."
                 )
             movie_id = _int(path, lineno, "movieId", row[0])
             _check_unique(path, lineno, "movieId", movie_id, seen)
             ids.append(movie_id)
             titles.append(row[1].strip())
-            genres.append(row[2].strip())
+            genres.append(row[2].strip() if len(row) > 2 else "")
     except csv.Error as exc:
         raise DataError(f"{path} line {reader.line_num}: {exc}.") from exc
     if not header_seen:
