@@ -4,10 +4,10 @@
         [--opsets 17 18 19 20]
 
 Run from the newest environment (it has torch, for rec-export). DIR holds a trained
-checkpoint with its test and seen pairs (``rec-train --artifacts DIR``). For each
+checkpoint with its test and train + validation pairs (``rec-train --artifacts DIR``). For each
 opset, the checkpoint is exported into a temporary folder, then both interpreters run
 ``rec-score`` on three jobs: the test pairs Parquet -> Parquet, the same pairs CSV ->
-CSV with ``--top-k 10``, and catalog mode (every user, ``--exclude`` the seen pairs).
+CSV with ``--top-k 10``, and catalog mode (every user, ``--exclude`` the train + validation pairs).
 The outputs must match: predicted ratings bit for bit, top-k tables row for row, CSV
 files byte for byte. The floor environment is made with
 ``python3 -m venv .venv-min && .venv-min/bin/pip install -c constraints-min.txt -e .``.
@@ -56,8 +56,8 @@ def export(artifacts: Path, out: Path, opset: int) -> int:
 def write_inputs(artifacts: Path, folder: Path) -> dict[str, list[str]]:
     pairs = pq.read_table(artifacts / contract.TEST_PAIRS_FILE)
     pacsv.write_csv(pairs, folder / "pairs.csv")
-    seen = pq.read_table(artifacts / contract.SEEN_PAIRS_FILE, columns=[contract.USER_COL])
-    users = np.unique(seen.column(0).to_numpy())
+    known = pq.read_table(artifacts / contract.TRAIN_VAL_PAIRS_FILE, columns=[contract.USER_COL])
+    users = np.unique(known.column(0).to_numpy())
     pq.write_table(pa.table({contract.USER_COL: users}), folder / "users.parquet")
     return {
         "pairs parquet->parquet": [str(artifacts / contract.TEST_PAIRS_FILE), "scores.parquet"],
@@ -69,7 +69,7 @@ def write_inputs(artifacts: Path, folder: Path) -> dict[str, list[str]]:
             "--top-k",
             "10",
             "--exclude",
-            str(artifacts / contract.SEEN_PAIRS_FILE),
+            str(artifacts / contract.TRAIN_VAL_PAIRS_FILE),
         ],
     }
 

@@ -182,7 +182,7 @@ def measure_model(name: str, folder: Path | None, args, roof: list[float]) -> di
         return t.seconds
 
     # catalog mode inputs: every user, their rated pairs excluded
-    seen = graphs.artifacts / contract.SEEN_PAIRS_FILE
+    seen = graphs.artifacts / contract.TRAIN_VAL_PAIRS_FILE
     cat_users = RESULTS / f"catalog_users_{name}.parquet"
     import pyarrow as pa
     import pyarrow.parquet as pq

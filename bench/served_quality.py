@@ -6,7 +6,7 @@ folder, then the scorer's console script, as a cron job runs it:
 
 * pairs: ``rec-score test_pairs.parquet OUT`` -> RMSE of ``predicted_rating`` against the
   test ratings;
-* catalog: ``rec-score USERS TOPK --all-movies --exclude seen_pairs.parquet --top-k 10``
+* catalog: ``rec-score USERS TOPK --all-movies --exclude train_val_pairs.parquet --top-k 10``
   for every test user with a relevant movie -> precision, recall and NDCG@10 from the
   top-k table alone, under the pinned protocol of ``movierec.train.metrics`` (relevant:
   a test rating >= 4; candidates: every movie not rated in train or validation).
@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from movierec.export import ExportConfig, export  # noqa: E402
+from movierec.serve_batch import contract  # noqa: E402
 from movierec.train import TrainConfig  # noqa: E402
 from movierec.train.data import load_movielens  # noqa: E402
 from movierec.train.pipeline import train_and_write  # noqa: E402
@@ -90,7 +91,7 @@ def main() -> None:
                 str(art / "topk.parquet"),
                 "--all-movies",
                 "--exclude",
-                str(art / "seen_pairs.parquet"),
+                str(art / contract.TRAIN_VAL_PAIRS_FILE),
                 "--top-k",
                 "10",
                 "--artifacts",

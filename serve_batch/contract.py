@@ -19,7 +19,9 @@ CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "training_curves.png"
 TEST_PAIRS_FILE = "test_pairs.parquet"
-SEEN_PAIRS_FILE = "seen_pairs.parquet"
+#: The train and validation pairs (what the ranking protocol's candidates leave out);
+#: with TEST_PAIRS_FILE, every rating of the data. Named ``seen_pairs.parquet`` before.
+TRAIN_VAL_PAIRS_FILE = "train_val_pairs.parquet"
 
 # --- ONNX graph I/O -------------------------------------------------------------------
 #: Dense embedding row of the user, int64, shape ``[batch]``.

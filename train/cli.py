@@ -32,7 +32,7 @@ checked against its published SHA-256, and reused. --data accepts the ml-100k
     + TRAINING_HELP
     + """\b
 Writes to --artifacts: checkpoint.pt, metrics.json, training_curves.png,
-test_pairs.parquet and seen_pairs.parquet (raw-ID pairs for rec-score), each
+test_pairs.parquet and train_val_pairs.parquet (raw-ID pairs for rec-score), each
 whole (written to a temp name, then renamed).
 """
     + EXIT_CODES_HELP

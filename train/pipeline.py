@@ -178,11 +178,15 @@ def choose_rank_mix(model: RecommenderNet, split: Split, max_users: int = 0) -> 
     }
 
 
-def run_training(config: TrainConfig) -> TrainResult:
-    """Train on ``config.data`` and write every artifact into ``config.artifacts``."""
+def run_training(config: TrainConfig, data: MovieLensData | None = None) -> TrainResult:
+    """Train on ``config.data`` and write every artifact into ``config.artifacts``.
+
+    ``data``: the data set already loaded from ``config.data`` (``rec-nightly`` reads it
+    once, checks it, and trains on it); read here when omitted."""
     artifacts = prepare_artifacts_dir(config.artifacts)
     torch.set_num_threads(config.threads)
-    data = load_movielens(resolve_data_path(config.data))
+    if data is None:
+        data = load_movielens(resolve_data_path(config.data))
     log.info(
         "data: %s (%s layout, %d ratings, scale %g-%g)",
         data.path,
@@ -215,7 +219,7 @@ def train_and_write(
     save_checkpoint(artifacts / contract.CHECKPOINT_FILE, ckpt)
     write_json(artifacts / contract.METRICS_FILE, metrics)
     write_pairs(artifacts / contract.TEST_PAIRS_FILE, split, [split.test])
-    write_pairs(artifacts / contract.SEEN_PAIRS_FILE, split, [split.train, split.val])
+    write_pairs(artifacts / contract.TRAIN_VAL_PAIRS_FILE, split, [split.train, split.val])
     plot_curves(artifacts / contract.CURVES_FILE, history)
     return TrainResult(ckpt, history, metrics, artifacts)
 

@@ -37,7 +37,7 @@ def test_artifacts_written(trained_artifacts):
         contract.METRICS_FILE,
         contract.CURVES_FILE,
         contract.TEST_PAIRS_FILE,
-        contract.SEEN_PAIRS_FILE,
+        contract.TRAIN_VAL_PAIRS_FILE,
     ):
         assert (trained_artifacts / name).stat().st_size > 0, name
     assert (trained_artifacts / contract.CURVES_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
