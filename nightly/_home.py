@@ -151,22 +151,26 @@ class Home:
         """Remove versions beyond the newest ``keep`` (models and tables; their run reports
         stay), never the one in service nor the one ``latest.parquet`` points at; also the
         refused candidates beyond the newest ``keep``. Returns what was removed."""
-        protected = {self.in_service(), self.latest_table()}
-        removed = []
-        versions = self.versions()
-        for version in versions[: max(0, len(versions) - keep)]:
-            if version in protected:
-                continue
-            shutil.rmtree(self.model_dir(version), ignore_errors=True)
-            self._remove_table(version)
-            removed.append(version)
-        rejected = self.rejected()
-        for version in rejected[: max(0, len(rejected) - keep)]:
-            shutil.rmtree(self.rejected_dir(version), ignore_errors=True)
-            removed.append(f"{REJECTED_PREFIX}{version}")
-        for version in removed:
-            log.info("pruned %s", version)
+        removed = self.prune_plan(keep)
+        for name in removed:
+            if name.startswith(REJECTED_PREFIX):
+                shutil.rmtree(self.models / name, ignore_errors=True)
+            else:
+                shutil.rmtree(self.model_dir(name), ignore_errors=True)
+                self._remove_table(name)
+            log.info("pruned %s", name)
         return removed
+
+    def prune_plan(self, keep: int, publishing: bool = False) -> list[str]:
+        """What :meth:`prune` would remove now; with ``publishing``, what it will remove
+        once one more version is published (and in service), as ``status`` tells."""
+        protected = set() if publishing else {self.in_service(), self.latest_table()}
+        versions = self.versions()
+        beyond = max(0, len(versions) + int(publishing) - keep)
+        plan = [v for v in versions[:beyond] if v not in protected]
+        rejected = self.rejected()
+        plan += [f"{REJECTED_PREFIX}{v}" for v in rejected[: max(0, len(rejected) - keep)]]
+        return plan
 
     def discard_candidate(self, version: str) -> None:
         """Remove what a failed or interrupted run wrote for ``version`` (never in service:

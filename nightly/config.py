@@ -20,6 +20,9 @@ DEFAULT_KEEP = 7
 #: may score on its holdout (test RMSE up, NDCG@10 down) and still be published.
 DEFAULT_MAX_RMSE_INCREASE = 0.01
 DEFAULT_MAX_NDCG_DROP = 0.01
+#: The data gate's default: the largest shrink of the ratings, users or movies since the
+#: last published run that still trains (a truncated export loses far more).
+DEFAULT_MAX_DATA_DROP = 0.1
 
 
 @dataclass(frozen=True)
@@ -27,10 +30,12 @@ class NightlyConfig:
     """One nightly run: the data, the home folder it publishes into, and each stage's say.
 
     ``train`` is ``rec-train``'s configuration (its ``artifacts`` folder is chosen by the
-    run); ``users`` None means every user in the data.
+    run); ``users`` None means every user in the data; ``data`` None is resolved as
+    ``rec-train`` resolves it (``$MOVIEREC_DATA``, else the cached ml-100k download);
+    ``metrics_file``: a Prometheus textfile written after every run.
     """
 
-    data: Path
+    data: Path | None
     home: Path
     train: TrainConfig = field(default_factory=TrainConfig)
     users: Path | None = None
@@ -39,6 +44,8 @@ class NightlyConfig:
     keep: int = DEFAULT_KEEP
     max_rmse_increase: float = DEFAULT_MAX_RMSE_INCREASE
     max_ndcg_drop: float = DEFAULT_MAX_NDCG_DROP
+    max_data_drop: float = DEFAULT_MAX_DATA_DROP
+    metrics_file: Path | None = None
     refit: bool = True
     force: bool = False
     ray: RayOptions | None = None  # None: score with the local engine
@@ -58,6 +65,15 @@ class NightlyConfig:
             value = getattr(self, name)
             if not value >= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be 0 or more, got {value!r}")
+        if not 0 <= self.max_data_drop <= 1:
+            raise UsageError(
+                f"{{max_data_drop}} must be between 0 and 1, got {self.max_data_drop!r}",
+                params=("max_data_drop",),
+            )
+        if self.metrics_file is not None:
+            from movierec.nightly._metrics_file import check_metrics_path
+
+            check_metrics_path(self.metrics_file)
         # the scoring stage's checks, now rather than after training
         ScoreJob(
             input=self.users or Path("users.parquet"),

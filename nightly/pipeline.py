@@ -1,13 +1,17 @@
 """``run_nightly``: the nightly job as one safe run over the three stages' library functions.
 
 1. lock ``DIR/.lock`` (another run holding it: ``LockHeld``, nothing done);
-2. train and evaluate exactly as ``rec-train`` (:func:`run_training`);
-3. refit on every rating (:func:`refit_on_all_ratings`) unless ``refit=False``;
-4. export into ``DIR/models/VERSION/`` with the parity proof (:func:`run_export`);
-5. gate against the model in service (``GateRefused``: kept as ``rejected-VERSION``);
-6. score the catalog top-k, excluding every rating in the data (:func:`score_catalog`);
-7. publish by switching the ``current`` and ``latest.parquet`` links, then prune;
-8. report into ``DIR/runs/VERSION.json``, whatever the outcome.
+2. load the data once and count it; the data gate compares the counts with the last
+   published run's (``GateRefused`` before any training; ``_data_gate``);
+3. train and evaluate exactly as ``rec-train`` (:func:`run_training`), on that data;
+4. refit on every rating (:func:`refit_on_all_ratings`) unless ``refit=False``;
+5. export into ``DIR/models/VERSION/`` with the parity proof (:func:`run_export`);
+6. gate against the model in service (``GateRefused``: kept as ``rejected-VERSION``);
+7. score the catalog top-k, excluding every rating in the data (:func:`score_catalog`),
+   and measure the lists' coverage and concentration (``_list_quality``);
+8. publish by switching the ``current`` and ``latest.parquet`` links, then prune;
+9. report into ``DIR/runs/VERSION.json``, whatever the outcome, then ``DIR/report.html``
+   and the metrics file (``_outputs``).
 
 Until step 7 nothing a reader uses is touched, so a failed, interrupted or killed run
 leaves ``current`` and ``latest.parquet`` exactly as they were.
@@ -15,11 +19,13 @@ leaves ``current`` and ``latest.parquet`` exactly as they were.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,13 +35,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from movierec.nightly._data_gate import count_ratings, decide_data
 from movierec.nightly._gate import GateDecision, decide, holdout, read_service_metrics
 from movierec.nightly._home import Home, signals_held
 from movierec.nightly._lock import LockInfo, hold_lock
+from movierec.nightly._outputs import write_run_outputs
+from movierec.nightly._runs import PUBLISHED, last_with_status, read_run, read_runs
+from movierec.nightly._runs import write_run_report as write_report
 from movierec.nightly._stages import StageLog, process_peak_rss_mib
 from movierec.nightly.config import NightlyConfig
 from movierec.serve_batch import RuntimeOptions, ScoreConfig, ScoreJob, contract, score_catalog
 from movierec.serve_batch.atomic import atomic_path
+from movierec.serve_batch.cli_support import exit_code_of
 from movierec.serve_batch.errors import ArtifactError, GateRefused, Interrupted
 
 log = logging.getLogger(__name__)
@@ -46,7 +57,8 @@ REPORT_FORMAT = 1
 
 @dataclass
 class NightlyResult:
-    """What a published run did: its version, report (as written) and summary line."""
+    """What a published run did: its version, report (as written) and summary line (what
+    it did, without the version: the command's log lines start with that)."""
 
     version: str
     report: dict[str, Any]
@@ -54,20 +66,30 @@ class NightlyResult:
     summary: str
 
 
-def run_nightly(config: NightlyConfig) -> NightlyResult:
+def run_nightly(
+    config: NightlyConfig,
+    *,
+    started: datetime | None = None,
+    on_version: Callable[[str], None] | None = None,
+) -> NightlyResult:
     """Run the nightly job of ``config`` (see the module docstring); return its result.
 
-    Raises ``LockHeld`` (another run is going), ``GateRefused`` (the candidate is worse
-    than the model in service), ``Interrupted`` (SIGINT/SIGTERM; its ``untouched`` says
-    what was left as it was) and the stages' own errors. Every run that took the lock
-    writes its report, also when it fails.
+    Raises ``LockHeld`` (another run is going), ``GateRefused`` (the data gate refused
+    tonight's data, or the candidate is worse than the model in service),
+    ``Interrupted`` (SIGINT/SIGTERM; its ``untouched`` says what was left as it was) and
+    the stages' own errors. Every run that took the lock writes its report, also when it
+    fails. ``started``: the run's UTC start time (default: now), which names it;
+    ``on_version``: called with the version once the lock is held (the CLI starts its
+    log lines with it).
     """
     config.check()
     home = Home(config.home)
     home.create()
-    started = datetime.now(UTC)
+    started = started or datetime.now(UTC)
     with hold_lock(home.lock, started.isoformat(timespec="seconds")) as lock:
         version = home.new_version(started)
+        if on_version is not None:
+            on_version(version)
         return _Run(config, home, version, started).execute(lock)
 
 
@@ -79,6 +101,8 @@ class _Run:
         self.t0 = time.perf_counter()
         self.stages = StageLog()
         self.published = False
+        self.exit_code: int | None = None
+        self.counts = None  # tonight's data counts, once loaded
         self.previous = (home.in_service(), home.latest_table())
         self.report: dict[str, Any] = {
             "format": REPORT_FORMAT,
@@ -103,23 +127,32 @@ class _Run:
             # recorded inside the try: from here on an interruption gets this run's report
             # and its own "left as they were" line
             lock.record(version=version)
-            evaluated, final, export_from = self.train(work)
+            data = self.load()
+            self.data_gate()
+            evaluated, final, export_from = self.train(work, data)
+            del data  # the split holds what scoring needs; the data frame can go
             self.export(export_from, work)
             decision = self.gate(final.metrics)
-            rows = self.score(work, evaluated.checkpoint.split)
+            split = evaluated.checkpoint.split
+            rows = self.score(work, split)
+            self.list_quality(split, final.titles)
             self.publish()
             status = "published"
+            self.exit_code = 0
             summary = self.summary(decision, rows)
             self.report["summary"] = summary
-        except GateRefused:
+        except GateRefused as exc:
             status = "refused"
+            self.exit_code = exit_code_of(exc)
             raise
         except (Interrupted, KeyboardInterrupt) as exc:
             status = "interrupted"
             signum = exc.signum if isinstance(exc, Interrupted) else int(signal.SIGINT)
+            self.exit_code = 128 + signum
             self.report["signal"] = signal.Signals(signum).name
             raise Interrupted(signum, self.untouched()) from None
         except BaseException as exc:
+            self.exit_code = exit_code_of(exc)
             self.report["error"] = f"{type(exc).__name__}: {exc}"
             raise
         finally:
@@ -128,32 +161,76 @@ class _Run:
                     home.discard_candidate(version)
                 shutil.rmtree(work, ignore_errors=True)
                 self.finish_report(status)
+                write_run_outputs(home, self.report, self.config.metrics_file)
         return NightlyResult(version, self.report, home.report(version), summary)
 
     # --- steps ------------------------------------------------------------------------
-    def train(self, work: Path):
+    def load(self):
+        """Read the data once (training and the refit use this copy) and count it."""
+        from movierec.train.data import load_movielens, resolve_data_path
+
+        with self.stages.stage("load"):
+            path = resolve_data_path(self.config.data)
+            data = load_movielens(path)
+            ratings = data.ratings
+            times = ratings["timestamp"].to_numpy() if "timestamp" in ratings else None
+            counts = count_ratings(
+                ratings["user_id"].to_numpy(), ratings["movie_id"].to_numpy(), times
+            )
+        self.report["data"] = {
+            "path": str(path),
+            "layout": data.layout,
+            "fingerprint": data.fingerprint,
+            **counts.to_dict(),
+        }
+        self.counts = counts
+        log.info(
+            "data: %s: %d ratings, %d users, %d movies, newest rating %s",
+            path,
+            counts.ratings,
+            counts.users,
+            counts.movies,
+            counts.newest_rating_at,
+        )
+        return data
+
+    def data_gate(self) -> None:
+        """Refuse data that shrank or went stale, before any training (see _data_gate)."""
+        cfg, home = self.config, self.home
+        with self.stages.stage("data_gate"):
+            runs = read_runs(home)
+            decision = decide_data(
+                self.counts,
+                last_with_status(runs, PUBLISHED),
+                read_run(home, self.previous[0]),
+                max_drop=cfg.max_data_drop,
+                force=cfg.force,
+            )
+            self.report["data_gate"] = {**decision.to_dict(), "max_data_drop": cfg.max_data_drop}
+            if not decision.passed:
+                model, _ = self.previous
+                raise GateRefused(
+                    f"{self.version} refused by the data gate: {decision.reason}; nothing was "
+                    f"trained or published (still in service: {model}); --force trains on "
+                    "it anyway"
+                )
+        log.info("data gate: %s (%s)", decision.decision, decision.reason)
+
+    def train(self, work: Path, data):
         from movierec.train.checkpoint import save_checkpoint
         from movierec.train.pipeline import run_training, write_json
         from movierec.train.refit import refit_on_all_ratings
 
         cfg = self.config
-        train_cfg = cfg.train.with_(data=cfg.data, artifacts=work / "evaluation", quiet=cfg.quiet)
+        train_cfg = cfg.train.with_(data=data.path, artifacts=work / "evaluation", quiet=cfg.quiet)
         with self.stages.stage("train"):
-            evaluated = run_training(train_cfg)
+            evaluated = run_training(train_cfg, data=data)
         ckpt = evaluated.checkpoint
-        self.report["data"] = {
-            "path": str(cfg.data),
-            "layout": ckpt.data_layout,
-            "fingerprint": ckpt.data_fingerprint,
-            "ratings": sum(len(p) for p in (ckpt.split.train, ckpt.split.val, ckpt.split.test)),
-            "users": ckpt.split.vocab.n_users,
-            "movies": ckpt.split.vocab.n_movies,
-        }
         if not cfg.refit:
             self.stages.skip("refit", "--no-refit: the evaluated model is published")
             return evaluated, ckpt, evaluated.artifacts
         with self.stages.stage("refit"):
-            refit = refit_on_all_ratings(train_cfg, ckpt)
+            refit = refit_on_all_ratings(train_cfg, ckpt, data=data)
             folder = work / "refit"
             folder.mkdir()
             save_checkpoint(folder / contract.CHECKPOINT_FILE, refit.checkpoint)
@@ -252,6 +329,40 @@ class _Run:
         self.report["recommendations"] = rows
         return rows
 
+    def list_quality(self, split, titles: dict[Any, str]) -> None:
+        """Coverage and concentration of the table, and of the popularity baseline, into
+        the run report and the version's ``metrics.json`` (see _list_quality)."""
+        from movierec.nightly._list_quality import measure_lists
+
+        cfg, home, version = self.config, self.home, self.version
+        with self.stages.stage("list_quality"):
+            figures, samples = measure_lists(
+                home.table(version),
+                split.vocab,
+                [split.train, split.val, split.test],
+                cfg.top_k,
+                titles=titles,
+                seed=cfg.train.seed,
+            )
+            metrics_path = home.model_dir(version) / contract.METRICS_FILE
+            metrics = json.loads(metrics_path.read_text())
+            metrics["list_quality"] = figures
+            with atomic_path(metrics_path) as tmp:
+                tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+        self.report["list_quality"] = figures
+        self.report["recommendations"]["samples"] = samples
+        model, popular = figures["model"], figures["popularity"]
+        log.info(
+            "lists: coverage %.1f%% (popularity %.1f%%), the 1%% most-rated movies take "
+            "%.1f%% of the slots (popularity %.1f%%), Gini %.3f (popularity %.3f)",
+            100 * model["coverage"],
+            100 * popular["coverage"],
+            100 * model["top_1pct_share"],
+            100 * popular["top_1pct_share"],
+            model["gini"],
+            popular["gini"],
+        )
+
     def publish(self) -> None:
         home, version = self.home, self.version
         with self.stages.stage("publish"):
@@ -274,6 +385,7 @@ class _Run:
 
     def finish_report(self, status: str) -> None:
         self.report["status"] = status
+        self.report["exit_code"] = self.exit_code
         self.report["published"] = self.published
         self.report["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         self.report["wall_seconds"] = round(time.perf_counter() - self.t0, 3)
@@ -292,10 +404,15 @@ class _Run:
         if serv is not None:
             quality += f" (in service: {serv['test_rmse']:.4f}, {serv['test_ndcg@10']:.4f})"
         wall = time.perf_counter() - self.t0
+        lists = self.report["list_quality"]
+        coverage = (
+            f"coverage {lists['model']['coverage']:.1%} "
+            f"(popularity {lists['popularity']['coverage']:.1%})"
+        )
         return (
-            f"rec-nightly {self.version}: published in {wall:.1f} s ({self.stages.walls()}); "
-            f"gate {decision.decision}: {quality}; {rows['rows']} rows for {rows['users']} "
-            f"users -> {self.home.latest}"
+            f"published in {wall:.1f} s ({self.stages.walls()}); data gate "
+            f"{self.report['data_gate']['decision']}; gate {decision.decision}: {quality}; "
+            f"{rows['rows']} rows for {rows['users']} users, {coverage} -> {self.home.latest}"
         )
 
 
@@ -323,18 +440,3 @@ def write_all_ratings(path: Path, split) -> Path:
                 movies = vocab.movie_ids[part.movie_idx[a:b]]
                 writer.write_table(pa.table([users, movies], schema=schema))
     return path
-
-
-def write_report(path: Path, report: dict[str, Any]) -> None:
-    import json
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(report, indent=2, default=_jsonable) + "\n")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -46,12 +46,25 @@ _ERROR_CODES: tuple[tuple[type[MovieRecError], int], ...] = (
     (MovieRecError, EXIT_BAD_INPUT),
 )
 
+#: Each exit code in a few words (rec-nightly's last line in a cron log).
+EXIT_WORDS = {
+    EXIT_OK: "done",
+    EXIT_UNEXPECTED: "a bug",
+    EXIT_BAD_INPUT: "bad input or usage",
+    EXIT_REFUSED: "refused by a gate, nothing published",
+    EXIT_OS_ERROR: "an operating-system error reading or writing",
+    EXIT_LOCKED: "locked by another run",
+    EXIT_SIGINT: "interrupted by SIGINT",
+    EXIT_SIGTERM: "interrupted by SIGTERM",
+}
+
 #: The exit-code table of every command's ``--help`` (and of the README).
 EXIT_CODES_HELP = """\b
 Exit codes (the same for every movierec command):
   0    done
   2    bad input or usage (one line on stderr)
-  3    refused by the quality gate (rec-nightly; nothing published)
+  3    refused by the data gate or the quality gate (rec-nightly; nothing
+       published)
   74   an operating-system error while reading or writing, e.g. disk full
        (one line naming the path and the error)
   75   another run holds the lock (rec-nightly; names its PID and start time)
@@ -83,6 +96,20 @@ def quiet_option(help: str = "Only warnings and errors (for cron).") -> Callable
 def version_option() -> Callable:
     """``--version``: the installed movierec version, the same on every command."""
     return click.version_option(package_name="movierec", message="%(prog)s (movierec) %(version)s")
+
+
+def exit_code_of(exc: BaseException) -> int:
+    """The exit code a command ends with when ``exc`` escapes it (as :func:`run_command`
+    maps it), for a library that records its own outcome (rec-nightly's run report)."""
+    if isinstance(exc, MovieRecError):
+        return next(code for kind, code in _ERROR_CODES if isinstance(exc, kind))
+    if isinstance(exc, Interrupted):
+        return 128 + exc.signum
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_SIGINT
+    if isinstance(exc, OSError):
+        return EXIT_OS_ERROR
+    return EXIT_UNEXPECTED
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -170,15 +197,17 @@ def run_command(
     args: list[str] | None = None,
     *,
     untouched: str = "",
+    obj: object = None,
 ) -> int:
     """Run a Click command and map its outcome to the documented exit codes.
 
     ``untouched``: what an interrupted run of this command leaves as it was (printed on
-    SIGINT/SIGTERM unless the library says more precisely, ``Interrupted.untouched``).
+    SIGINT/SIGTERM unless the library says more precisely, ``Interrupted.untouched``);
+    ``obj``: the Click context's object (what the command's callbacks share).
     """
     try:
         with signals_raise_interrupted():
-            command.main(args=args, standalone_mode=False)
+            command.main(args=args, standalone_mode=False, obj=obj)
     except click.exceptions.Exit as exc:  # --help, --version
         return exc.exit_code
     except click.exceptions.Abort as exc:
@@ -192,7 +221,7 @@ def run_command(
         return EXIT_BAD_INPUT
     except MovieRecError as exc:
         click.echo(f"Error: {exc.render(flag_names(command))}", err=True)
-        return next(code for kind, code in _ERROR_CODES if isinstance(exc, kind))
+        return exit_code_of(exc)
     except OSError as exc:
         click.echo(f"Error: {describe_os_error(exc)}", err=True)
         return EXIT_OS_ERROR

@@ -2,8 +2,8 @@
 the exit codes every command shares.
 
 A ``MovieRecError`` means "expected, explain it in one line": bad input or usage (2),
-a refusal by the quality gate (3), an operating-system error while reading or writing
-(74), another run holding the lock (75). ``Interrupted`` is a signal that stopped the run
+a refusal by the data or the quality gate (3), an operating-system error while reading
+or writing (74), another run holding the lock (75). ``Interrupted`` is a signal that stopped the run
 (130, 143). Anything else that escapes a command is a bug (1, with a traceback).
 """
 
@@ -61,7 +61,8 @@ class UsageError(MovieRecError):
 
 
 class GateRefused(MovieRecError):
-    """The quality gate refused a candidate model: it scores worse than the one in service."""
+    """A gate refused the run: the data gate (tonight's data shrank or went stale) or the
+    quality gate (the candidate scores worse than the model in service)."""
 
 
 class LockHeld(MovieRecError):

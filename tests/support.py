@@ -521,19 +521,38 @@ WORSE_ARGS = ["--epochs", "1", "--lr", "1e-5"]
 
 
 def run_nightly_cli(data: Path, home: Path, *extra: str, quiet: bool = True) -> tuple[int, str]:
-    """rec-nightly in this process through the real exit-code mapping: (code, stderr)."""
-    from movierec.nightly.cli import UNTOUCHED, cli
-    from movierec.serve_batch.cli_support import run_command
-
+    """rec-nightly in this process through the real exit-code mapping and log lines:
+    (code, stderr)."""
     argv = ["--data", str(data), "--home", str(home), *TINY_ARGS, *extra]
     if quiet:
         argv.append("--quiet")
+    return run_nightly_args(argv)
+
+
+def run_nightly_args(argv: list[str]) -> tuple[int, str]:
+    """``rec-nightly ARGV`` in this process, as the script runs it: (code, stderr)."""
+    from movierec.nightly.cli import run
+
     buffer = io.StringIO()
     with contextlib.redirect_stderr(buffer):
-        code = run_command(cli, argv, untouched=UNTOUCHED)
+        code = run(argv)
     return code, buffer.getvalue()
 
 
 def link(path: Path) -> str | None:
     """Where a symlink points (None if there is none)."""
     return os.readlink(path) if path.is_symlink() else None
+
+
+def assert_self_contained_html(html: str) -> None:
+    """A page that fetches nothing: no script, stylesheet link, import or external URL;
+    every reference (``href``, ``src``, ``url(...)``) points inside the page."""
+    import re
+
+    lowered = html.lower()
+    for banned in ("<script", "<link", "@import", "<iframe", "<img", "<object", "<embed"):
+        assert banned not in lowered, banned
+    for ref in re.findall(r"""(?:href|src)\s*=\s*["']([^"']*)["']""", html):
+        assert ref.startswith("#"), ref
+    for ref in re.findall(r"url\(\s*([^)]*)\)", html):
+        assert ref.strip("'\" ").startswith("#"), ref

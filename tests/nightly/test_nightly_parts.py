@@ -88,7 +88,7 @@ def make_versions(home: Home, names: list[str]) -> None:
         home.model_dir(v).mkdir()
         (home.model_dir(v) / "model.onnx").write_bytes(b"x")
         home.table(v).write_bytes(b"t")
-        home.report(v).write_text("{}")
+        home.report(v).write_text(json.dumps({"version": v, "status": "published"}))
 
 
 def test_prune_keeps_the_newest_and_never_the_one_in_service(tmp_path: Path) -> None:
@@ -164,6 +164,8 @@ def test_help_and_version() -> None:
         "--keep",
         "--max-rmse-increase",
         "--max-ndcg-drop",
+        "--max-data-drop",
+        "--metrics-file",
         "--no-refit",
         "--force",
         "--epochs",
@@ -171,8 +173,12 @@ def test_help_and_version() -> None:
         "--quiet",
         "DIR/models/rejected-VERSION/",
         "DIR/recommendations/latest.parquet",
-        "3    refused by the quality gate",
+        "3    refused by the data gate or the quality gate",
         "75   another run holds the lock",
+        "[status|rollback|report]",
+        "status    What is in service",
+        "rollback  Put an earlier published version back in service",
+        "report    Write the HTML report",
     ):
         assert text in result.output, text
     version = CliRunner().invoke(cli, ["--version"])
@@ -204,9 +210,11 @@ def test_sigterm_exits_143_and_leaves_the_service_as_it_was(
     proc.wait(timeout=60)
     err = proc.stderr.read().decode()
     assert proc.returncode == 143, err
+    v = next(p.stem for p in home.runs.iterdir() if p.stem != "20250301T021500Z")
     assert err.splitlines() == [
-        f"Interrupted by SIGTERM: {home.current} and {home.latest} were left as they were "
-        "(still 20250301T021500Z and 20250301T021500Z.parquet)"
+        f"{v} Interrupted by SIGTERM: {home.current} and {home.latest} were left as they "
+        "were (still 20250301T021500Z and 20250301T021500Z.parquet)",
+        f"{v} rec-nightly exit 143 (interrupted by SIGTERM)",
     ]
     assert link(home.current) == "20250301T021500Z"
     assert link(home.latest) == "20250301T021500Z.parquet"
