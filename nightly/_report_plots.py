@@ -62,9 +62,16 @@ def _svg(name: str, draw: Callable, nights: list[dict], labels: list[str]) -> st
 def _x_axis(ax, labels: list[str]) -> None:
     step = max(1, -(-len(labels) // MAX_TICKS))
     ticks = list(range(0, len(labels), step))
-    ax.set_xticks(ticks, [labels[i] for i in ticks], rotation=30, ha="right")
+    ax.set_xticks(ticks, [_short(labels[i]) for i in ticks], rotation=30, ha="right")
     ax.set_xlim(-0.5, max(len(labels) - 0.5, 0.5))
     ax.grid(alpha=0.3)
+
+
+def _short(version: str) -> str:
+    """``20250301T021500Z`` as ``03-01 02:15`` (the table below the plots has the rest)."""
+    if len(version) >= 15 and version[8] == "T":
+        return f"{version[4:6]}-{version[6:8]} {version[9:11]}:{version[11:13]}"
+    return version
 
 
 def _series(nights: list[dict], get: Callable[[dict], Any]) -> list[float]:
@@ -83,7 +90,11 @@ def _by_status(ax, nights: list[dict], values: list[float], color: str, label: s
     xs = range(len(values))
     ax.plot(xs, values, color=color, lw=1, alpha=0.6)
     for status, marker in STATUS_MARKERS.items():
-        pts = [(x, v) for x, v, r in zip(xs, values, nights, strict=True) if r["status"] == status]
+        pts = [
+            (x, v)
+            for x, v, r in zip(xs, values, nights, strict=True)
+            if r["status"] == status and v == v  # NaN: nothing measured that night
+        ]
         if pts:
             px, py = zip(*pts, strict=True)
             ax.scatter(
