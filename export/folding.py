@@ -32,15 +32,23 @@ from torch import nn
 
 from movierec.train.model import RecommenderNet
 
+#: Which user and movie rows of the model a graph holds (sorted), in the graph's row order;
+#: None: every row. The exporter leaves out the rows training never moved.
+Rows = tuple[torch.Tensor, torch.Tensor] | None
+
 
 class _Tables:
-    """Every row of both sides, split into the parts the graphs gather separately."""
+    """Every row of both sides (or those ``rows`` selects), split into the parts the
+    graphs gather separately."""
 
-    def __init__(self, model: RecommenderNet) -> None:
+    def __init__(self, model: RecommenderNet, rows: Rows = None) -> None:
         c, uc, mc = model.config, model.ucols, model.mcols
         with torch.no_grad():
             users, movies = model.effective_tables()
-            n_u, n_m = c.n_users, c.n_movies
+            if rows is not None:
+                users, movies = users[rows[0]], movies[rows[1]]
+            n_u, n_m = users.shape[0], movies.shape[0]
+            self.n_users, self.n_movies = n_u, n_m
             self.user_emb = users[:, uc["embedding"]]
             self.movie_emb = movies[:, mc["embedding"]]
             user_dot, movie_dot = [], []
@@ -127,9 +135,9 @@ class ScoringModule(_PairsGraph):
     """The plain graph: the network as trained (the first Linear acts on the concatenated
     embeddings), with each row's side-information and implicit terms in the tables."""
 
-    def __init__(self, model: RecommenderNet) -> None:
+    def __init__(self, model: RecommenderNet, rows: Rows = None) -> None:
         super().__init__()
-        t = _Tables(model)
+        t = _Tables(model, rows)
         self._install(
             model, (t.user_emb, t.movie_emb), list(model.mlp), (t.user_dot, t.movie_dot), t
         )
@@ -142,10 +150,10 @@ class ScoringModule(_PairsGraph):
 class FoldedNet(_PairsGraph):
     """``RecommenderNet.predict_with_rank`` with the first Linear folded into the tables."""
 
-    def __init__(self, model: RecommenderNet) -> None:
+    def __init__(self, model: RecommenderNet, rows: Rows = None) -> None:
         super().__init__()
         c = model.config
-        t = _Tables(model)
+        t = _Tables(model, rows)
         first = model.mlp[0]
         d = c.embedding_dim
         with torch.no_grad():
@@ -161,14 +169,15 @@ class FoldedNet(_PairsGraph):
                 if c.use_bias:  # [... | 1] . [... | b_i]  ->  [... | 1] . [... | b_i + b]
                     movie_dot[-1] = movie_dot[-1] + last.bias
                 else:
-                    user_dot.append(torch.ones(c.n_users, 1))
-                    movie_dot.append(last.bias.expand(c.n_movies, 1))
+                    user_dot.append(torch.ones(t.n_users, 1))
+                    movie_dot.append(last.bias.expand(t.n_movies, 1))
             mlp_tables, rest = (user_first, movie_first), [*middle, out]
         else:  # a single Linear(2d, 1): its two halves are one more pair of dot columns
             mlp_tables, rest = None, []
-            user_dot += [user_first, torch.ones(c.n_users, 1)]
-            movie_dot += [torch.ones(c.n_movies, 1), movie_first]
+            user_dot += [user_first, torch.ones(t.n_users, 1)]
+            movie_dot += [torch.ones(t.n_movies, 1), movie_first]
         self._install(model, mlp_tables, rest, (user_dot, movie_dot), t)
+        self.n_movies = t.n_movies
 
     def mlp_logits(self, user_part: torch.Tensor, movie_idx: torch.Tensor) -> torch.Tensor:
         return self.rest(user_part + F.embedding(movie_idx, self.movie_mlp)).squeeze(-1)
@@ -202,11 +211,11 @@ class CatalogNet(nn.Module):
     for nearly every movie, so its graph computes the exact rank score instead.
     """
 
-    def __init__(self, model: RecommenderNet) -> None:
+    def __init__(self, model: RecommenderNet, rows: Rows = None) -> None:
         super().__init__()
-        pairs = FoldedNet(model)
+        pairs = FoldedNet(model, rows)
         self.config = c = pairs.config
-        self.n_movies = c.n_movies
+        self.n_movies = pairs.n_movies
         self.has_mlp, self.has_dot, self.has_rank = pairs.has_mlp, pairs.has_dot, pairs.has_rank
         # the MLP alone tells movies apart (the dot columns hold only biases): exact
         self.exact = self.has_mlp and not (self.has_rank or c.factors)
@@ -242,7 +251,7 @@ class CatalogNet(nn.Module):
             self.user_dot = pairs.user_dot
             movie_dot_t = pairs.movie_dot.T
             if self.has_mlp:  # the MLP's bound rides in one more column: no Add after it
-                movie_dot_t = torch.cat([movie_dot_t, torch.ones(1, c.n_movies)])
+                movie_dot_t = torch.cat([movie_dot_t, torch.ones(1, self.n_movies)])
             self.movie_dot_t = _frozen(movie_dot_t)
         if self.has_rank:
             self.user_rank = pairs.user_rank

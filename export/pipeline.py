@@ -12,7 +12,7 @@ import onnxruntime as ort
 
 from movierec.export.config import GRAPHS, ExportConfig
 from movierec.export.folding import CatalogNet, FoldedNet, ScoringModule
-from movierec.export.mapping import build_mapping, encode_mapping
+from movierec.export.mapping import build_mapping, encode_mapping, exported_rows
 from movierec.export.onnx_export import export_catalog_onnx, export_onnx
 from movierec.export.opsets import ONNXRUNTIME_FLOOR_MAX_IR, check_opset, ir_version_for
 from movierec.export.parity import ParityReport, check_parity
@@ -82,7 +82,9 @@ def run_export(config: ExportConfig) -> ExportResult:
     ckpt = load_checkpoint(config.checkpoint_path)
     out = config.output_dir
     prepare_output_dir(out)
-    mapping_bytes, mapping_sha = encode_mapping(build_mapping(ckpt))
+    fallback = ckpt.fallback()
+    rows = exported_rows(fallback)  # None: every row of the model is known
+    mapping_bytes, mapping_sha = encode_mapping(build_mapping(ckpt, fallback))
     if config.graph not in GRAPHS:
         raise UsageError(f"--graph must be one of {', '.join(GRAPHS)}, got {config.graph!r}")
     metadata = build_metadata(ckpt, config, mapping_sha, graph=config.graph)
@@ -110,23 +112,31 @@ def run_export(config: ExportConfig) -> ExportResult:
                 config.opset,
                 ir_version,
             )
-        module = FoldedNet(ckpt.model) if config.graph == "folded" else ScoringModule(ckpt.model)
+        graph = FoldedNet if config.graph == "folded" else ScoringModule
+        module = graph(ckpt.model, rows)
         export_onnx(module, tmp_model, config.opset, metadata)
         catalog_metadata = {
             **metadata,
             contract.META_GRAPH: "catalog",
             contract.META_MODEL_SHA256: hashlib.sha256(tmp_model.read_bytes()).hexdigest(),
         }
+        catalog = CatalogNet(ckpt.model, rows)
         export_catalog_onnx(
-            CatalogNet(ckpt.model),
+            catalog,
             tmp_catalog,
-            ckpt.model.config.n_movies,
+            catalog.n_movies,
             config.opset,
             catalog_metadata,
         )
         arts = load_artifacts(tmp_model, tmp_mapping, catalog_path=tmp_catalog)
         report = check_parity(
-            ckpt, arts, config.atol, config.parity_pairs, config.seed, config.parity_test_pairs
+            ckpt,
+            arts,
+            config.atol,
+            config.parity_pairs,
+            config.seed,
+            config.parity_test_pairs,
+            known=fallback,
         )
         for check in report.checks:
             log.info(

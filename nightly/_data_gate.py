@@ -38,15 +38,19 @@ class DataCounts:
 
 def count_ratings(users: np.ndarray, movies: np.ndarray, times: np.ndarray | None) -> DataCounts:
     """Counts of a ratings table given as its columns (``times``: Unix seconds)."""
-    newest = None
-    if times is not None and len(times):
-        newest = iso_utc(int(np.max(times)))
     return DataCounts(
         ratings=int(len(users)),
         users=int(len(np.unique(users))),
         movies=int(len(np.unique(movies))),
-        newest_rating_at=newest,
+        newest_rating_at=newest_rating_at(times),
     )
+
+
+def newest_rating_at(times: np.ndarray | None) -> str | None:
+    """The newest of ``times`` (Unix seconds) in ISO 8601, UTC; None without times."""
+    if times is None or not len(times):
+        return None
+    return iso_utc(int(np.max(times)))
 
 
 def iso_utc(seconds: int) -> str:

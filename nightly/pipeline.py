@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from movierec.nightly._data_gate import count_ratings, decide_data
+from movierec.nightly._data_gate import DataCounts, decide_data, newest_rating_at
 from movierec.nightly._gate import GateDecision, decide, holdout, read_service_metrics
 from movierec.nightly._home import Home, signals_held
 from movierec.nightly._lock import LockInfo, hold_lock
@@ -167,30 +167,26 @@ class _Run:
     # --- steps ------------------------------------------------------------------------
     def load(self):
         """Read the data once (training and the refit use this copy) and count it."""
-        from movierec.train.data import load_movielens, resolve_data_path
+        from movierec.train.data._columns import TIME
+        from movierec.train.pipeline import load_data
 
         with self.stages.stage("load"):
-            path = resolve_data_path(self.config.data)
-            data = load_movielens(path)
-            ratings = data.ratings
-            times = ratings["timestamp"].to_numpy() if "timestamp" in ratings else None
-            counts = count_ratings(
-                ratings["user_id"].to_numpy(), ratings["movie_id"].to_numpy(), times
-            )
+            data = load_data(self.config.train.with_(data=self.config.data))
+            times = data.ratings[TIME].to_numpy() if data.has_time else None
+            counts = DataCounts(**data.counts(), newest_rating_at=newest_rating_at(times))
         self.report["data"] = {
-            "path": str(path),
+            "path": str(data.path),
             "layout": data.layout,
             "fingerprint": data.fingerprint,
             **counts.to_dict(),
         }
         self.counts = counts
         log.info(
-            "data: %s: %d ratings, %d users, %d movies, newest rating %s",
-            path,
+            "data gate input: %d ratings, %d users, %d movies, newest rating %s",
             counts.ratings,
             counts.users,
             counts.movies,
-            counts.newest_rating_at,
+            counts.newest_rating_at or "unknown (no rating times)",
         )
         return data
 

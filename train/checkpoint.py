@@ -20,7 +20,9 @@ from movierec.train.model import ModelConfig, RecommenderNet
 from movierec.train.split import Part, Split, Vocabulary
 
 CHECKPOINT_FORMAT = "movierec-checkpoint"
-#: 2: the implicit terms' neighbour lists are capped, weighted buffers (``*_nb_*``).
+#: 2: the implicit terms' neighbour lists are capped, weighted buffers (``*_nb_*``);
+#: string IDs, ``trained_on`` and ``columns`` were added since, as optional keys (an older
+#: version-2 checkpoint loads: integer IDs, trained on its training part).
 CHECKPOINT_VERSION = 2
 
 
@@ -35,9 +37,23 @@ class Checkpoint:
     data_layout: str
     train_config: dict
     metrics: dict
-    titles: dict[int, str]
+    titles: dict
     package_version: str
     created_at: str
+    #: The parts of ``split`` the model was trained on: the users and movies with a rating
+    #: there are what it knows (``movierec.train.fallback``), and what the export maps.
+    trained_on: tuple[str, ...] = ("train",)
+    #: The data's column names (``Columns.to_dict()``): they name the exported model's
+    #: ID columns.
+    columns: dict | None = None
+
+    def fallback(self):
+        """What the model knows and the fallback means (``movierec.train.fallback``)."""
+        from movierec.train.fallback import fit_fallback
+
+        split = self.split
+        parts = [getattr(split, name) for name in self.trained_on]
+        return fit_fallback(parts, split.vocab.n_users, split.vocab.n_movies)
 
 
 def package_version() -> str:
@@ -72,8 +88,10 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
         "created_at": ckpt.created_at,
         "model_config": json.dumps(ckpt.model.config.to_dict()),
         "state_dict": ckpt.model.state_dict(),
-        "user_ids": torch.from_numpy(ckpt.split.vocab.user_ids.astype(np.int64)),
-        "movie_ids": torch.from_numpy(ckpt.split.vocab.movie_ids.astype(np.int64)),
+        "user_ids": _ids_payload(ckpt.split.vocab.user_ids),
+        "movie_ids": _ids_payload(ckpt.split.vocab.movie_ids),
+        "trained_on": list(ckpt.trained_on),
+        "columns": json.dumps(ckpt.columns),
         "split": {
             name: _part_to_tensors(getattr(ckpt.split, name)) for name in ("train", "val", "test")
         },
@@ -82,7 +100,7 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
         "data_layout": ckpt.data_layout,
         "train_config": json.dumps(ckpt.train_config),
         "metrics": json.dumps(ckpt.metrics),
-        "titles": json.dumps({str(k): v for k, v in ckpt.titles.items()}),
+        "titles": json.dumps({_key(k): v for k, v in ckpt.titles.items()}),
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -111,11 +129,14 @@ def load_checkpoint(path: Path) -> Checkpoint:
     try:
         model = RecommenderNet(ModelConfig.from_dict(json.loads(payload["model_config"])))
         model.load_state_dict(payload["state_dict"])
-        vocab = Vocabulary(payload["user_ids"].numpy(), payload["movie_ids"].numpy())
+        vocab = Vocabulary(_ids_from(payload["user_ids"]), _ids_from(payload["movie_ids"]))
         split = Split(
             vocab, *(_part_from_tensors(payload["split"][n]) for n in ("train", "val", "test"))
         )
-        titles = {int(k): v for k, v in json.loads(payload["titles"]).items()}
+        string_movies = vocab.movie_ids.dtype == object
+        titles = {
+            (k if string_movies else int(k)): v for k, v in json.loads(payload["titles"]).items()
+        }
         return Checkpoint(
             model=model.eval(),
             split=split,
@@ -127,9 +148,35 @@ def load_checkpoint(path: Path) -> Checkpoint:
             titles=titles,
             package_version=payload["package_version"],
             created_at=payload["created_at"],
+            trained_on=tuple(payload.get("trained_on") or _trained_on(payload)),
+            columns=json.loads(payload["columns"]) if "columns" in payload else None,
         )
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise ArtifactError(f"{path} is incomplete or inconsistent ({exc})") from None
+
+
+def _trained_on(payload: dict) -> list[str]:
+    """What a checkpoint written before ``trained_on`` was recorded was trained on."""
+    metrics = json.loads(payload.get("metrics") or "{}")
+    return ["train", "val"] if metrics.get("refit_validation") else ["train"]
+
+
+def _ids_payload(ids: np.ndarray) -> torch.Tensor | list[str]:
+    """Integer IDs as an int64 tensor; string IDs as a list of str (both load with
+    ``weights_only=True``)."""
+    if ids.dtype == object:
+        return [str(v) for v in ids]
+    return torch.from_numpy(ids.astype(np.int64))
+
+
+def _ids_from(value: torch.Tensor | list) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.numpy()
+    return np.asarray(value, dtype=object)
+
+
+def _key(movie_id: object) -> str:
+    return movie_id if isinstance(movie_id, str) else str(int(movie_id))
 
 
 def utc_now() -> str:

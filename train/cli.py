@@ -18,22 +18,31 @@ from movierec.serve_batch.cli_support import (
     version_option,
 )
 from movierec.train.config import TrainConfig
-from movierec.train.options import TRAINING_HELP, training_options
+from movierec.train.options import (
+    TRAINING_HELP,
+    columns_from_options,
+    data_options,
+    training_options,
+)
 
 log = logging.getLogger(__name__)
 
 _EPILOG = (
     """\b
-Data: without --data, $MOVIEREC_DATA is used if set; otherwise MovieLens 100K is
-downloaded once from GroupLens into ~/.cache/movierec (or $MOVIEREC_CACHE),
-checked against its published SHA-256, and reused. --data accepts the ml-100k
-(u.data), ml-1m/ml-10m (ratings.dat) and CSV (ratings.csv) layouts.
+Data: --data takes a table of your own (a Parquet file, a folder of Parquet
+files read as one table, or a .csv/.csv.gz file) with the columns named by
+--user-col, --movie-col, --rating-col and --time-col (IDs may be integers or
+text), or a MovieLens folder: ml-100k (u.data), ml-1m/ml-10m (ratings.dat) or
+CSV (ratings.csv). A (user, movie) pair rated more than once keeps its latest
+rating. Without --data, $MOVIEREC_DATA is used if set; otherwise MovieLens 100K
+is downloaded once from GroupLens into ~/.cache/movierec (or $MOVIEREC_CACHE),
+checked against its published SHA-256, and reused.
 """
     + TRAINING_HELP
     + """\b
 Writes to --artifacts: checkpoint.pt, metrics.json, training_curves.png,
-test_pairs.parquet and train_val_pairs.parquet (raw-ID pairs for rec-score), each
-whole (written to a temp name, then renamed).
+test_pairs.parquet and train_val_pairs.parquet (raw-ID pairs for rec-score, their ID
+columns named as the data's), each whole (written to a temp name, then renamed).
 """
     + EXIT_CODES_HELP
 )
@@ -54,19 +63,31 @@ UNTOUCHED = (
     "--data",
     type=click.Path(path_type=Path),
     default=None,
-    help="MovieLens folder (any of the three layouts). [default: $MOVIEREC_DATA, "
-    "else the cached ml-100k download]",
+    help="The ratings: a Parquet file, a folder of Parquet files, a CSV file, or a "
+    "MovieLens folder (any of the three layouts). [default: $MOVIEREC_DATA, else the "
+    "cached ml-100k download]",
 )
+@data_options
 @artifacts_option("Output folder for the checkpoint, metrics and plots.")
 @training_options
 @quiet_option()
 @version_option()
-def cli(arch: str, quiet: bool, **options) -> None:
-    """Train RecommenderNet on MovieLens and keep the best checkpoint and its metrics."""
+def cli(
+    arch: str,
+    quiet: bool,
+    user_col: str | None,
+    movie_col: str | None,
+    rating_col: str | None,
+    time_col: str | None,
+    title_col: str | None,
+    **options,
+) -> None:
+    """Train RecommenderNet on a ratings table and keep the best checkpoint and its metrics."""
     from movierec.train.pipeline import run_training  # imports torch: keep --help fast
 
     setup_logging(quiet)
-    config = TrainConfig.for_arch(arch, quiet=quiet, **options)
+    columns = columns_from_options(user_col, movie_col, rating_col, time_col, title_col)
+    config = TrainConfig.for_arch(arch, quiet=quiet, columns=columns, **options)
     result = run_training(config)
     m = result.metrics
     t = m["test"]

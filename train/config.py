@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from movierec.serve_batch.errors import UsageError
+from movierec.train.data import Columns
+
+#: The kinds of split (``--split``, ``movierec.train.split``).
+SPLITS = ("random", "time", "user-time")
+#: Splits that order ratings by time (the data needs a time column).
+TIME_SPLITS = ("time", "user-time")
 
 #: The seed network (the notebook's), defined once here: what it fixes (no
 #: dot-product branch, ranking head or implicit terms; options setting them otherwise
@@ -71,6 +77,13 @@ class TrainConfig:
 
     data: Path | None = None
     artifacts: Path = Path("artifacts")
+    #: The ratings table's column names (a MovieLens folder keeps its own).
+    columns: Columns = field(default_factory=Columns)
+    #: Items table (Parquet or CSV) with the movies' titles, keyed by ``columns.movie``.
+    items: Path | None = None
+    #: How the ratings are split: "random" (the seed notebook's), "time" or "user-time"
+    #: (``movierec.train.split``).
+    split: str = "random"
     arch: str = "hybrid"
     seed: int = 42
     epochs: int = 40
@@ -187,6 +200,8 @@ class TrainConfig:
             raise bad("implicit_movie_cap", "0 (no cap) or more")
         if self.threads < 1:
             raise bad("threads", "at least 1")
+        if self.split not in SPLITS:
+            raise bad("split", f"one of {', '.join(SPLITS)}")
         if self.rank_head not in RANK_HEADS:
             raise bad("rank_head", f"one of {', '.join(RANK_HEADS)}")
         if self.item_item_lambda is not None and not self.item_item_lambda > 0:
@@ -208,6 +223,8 @@ class TrainConfig:
         d = asdict(self)
         d["data"] = recorded_path(self.data, self.artifacts)
         d["artifacts"] = recorded_path(self.artifacts, self.artifacts)
+        d["items"] = recorded_path(self.items, self.artifacts)
+        d["columns"] = self.columns.to_dict()
         d["hidden"] = list(self.hidden)
         return d
 

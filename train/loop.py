@@ -141,6 +141,19 @@ def make_optimizers(model: RecommenderNet, config: TrainConfig) -> list[torch.op
     return optimizers
 
 
+def known_pairs(val: Part, train: Part, n_users: int, n_movies: int) -> Part:
+    """The rows of ``val`` whose user and movie have a rating in ``train``: the pairs whose
+    predictions training changes (the rest get the fallback, see ``movierec.train.fallback``;
+    with a time-based split they are the new users and movies). All of ``val`` where that
+    leaves none."""
+    users = np.bincount(train.user_idx, minlength=n_users) > 0
+    movies = np.bincount(train.movie_idx, minlength=n_movies) > 0
+    ok = users[val.user_idx] & movies[val.movie_idx]
+    if ok.all() or not ok.any():
+        return val
+    return Part(val.user_idx[ok], val.movie_idx[ok], val.rating[ok])
+
+
 def fit(
     model: RecommenderNet,
     train: Part,
@@ -160,6 +173,7 @@ def fit(
     u, m, r = as_tensors(train)
     optimizers = make_optimizers(model, config)
     config = config.for_data(len(r))
+    val = known_pairs(val, train, model.config.n_users, model.config.n_movies)
     n, bs = len(r), config.batch_size
     rank_head = (
         model.config.rank_factors > 0 and config.rank_head == "bpr" and config.rank_weight > 0

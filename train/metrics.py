@@ -1,8 +1,10 @@
 """Rating error and top-k ranking metrics, with the ranking protocol pinned.
 
-Protocol: for each test user, the candidates are all movies the user did not rate in
-train or validation; relevant items are that user's test ratings >= ``relevance``;
-users with no relevant item are left out. Ties are broken by movie index ascending.
+Protocol: for each test user the model knows, the candidates are all movies the model
+knows that the user did not rate in train or validation; relevant items are that user's
+test ratings >= ``relevance``; users with no relevant item are left out. Ties are broken
+by movie index ascending. (With a random split the model knows nearly every user and
+movie; with a time-based one, the holdout's new users and movies are what it does not.)
 
 Cost grows with the users evaluated times the movies, never users x movies at once:
 users are scored a block at a time (at most ``PAIRS_PER_BLOCK`` scores), the seen and
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from movierec.train.fallback import Fallback
 from movierec.train.implicit import Neighbours, neighbour_lists
 from movierec.train.split import Split
 
@@ -56,10 +59,14 @@ class RankingTask:
     """Who is evaluated against what: users, their seen (excluded) and relevant movies."""
 
     users: np.ndarray  # user rows evaluated, ascending
-    eligible: int  # users with at least one relevant movie
+    eligible: int  # users with at least one relevant movie (known to the model or not)
     seen: Neighbours
     relevant: Neighbours
     n_movies: int
+    #: Movies that may be recommended (those the model knows); None: every movie.
+    candidates: np.ndarray | None = None
+    #: Users with a relevant movie whom the model does not know (not evaluated).
+    unknown_users: int = 0
 
 
 def ranking_task(
@@ -68,9 +75,14 @@ def ranking_task(
     relevance: float = 4.0,
     max_users: int = 0,
     seed: int = 0,
+    known: Fallback | None = None,
 ) -> RankingTask:
     """The users to rank for (a seeded sample of ``max_users`` where more qualify; 0: all)
-    and per-user CSR lists of their seen and relevant movies."""
+    and per-user CSR lists of their seen and relevant movies.
+
+    ``known``: what the model knows (``movierec.train.fallback``): only users it knows are
+    ranked, and only movies it knows are candidates (the exported model's catalog); the
+    others' relevant ratings still count as relevant. None: every user and movie."""
     if target not in ("test", "val"):
         raise ValueError(f"target must be 'test' or 'val', got {target!r}")
     n_users, n_movies = split.vocab.n_users, split.vocab.n_movies
@@ -79,6 +91,13 @@ def ranking_task(
     relevant = test.rating >= relevance
     users = np.flatnonzero(np.bincount(test.user_idx[relevant], minlength=n_users))
     eligible = int(users.size)
+    unknown = 0
+    candidates = None
+    if known is not None:
+        kept = known.known_users[users]
+        unknown = int((~kept).sum())
+        users = users[kept]
+        candidates = None if known.known_movies.all() else known.known_movies
     if max_users and users.size > max_users:
         users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
     seen = neighbour_lists(
@@ -87,7 +106,7 @@ def ranking_task(
         n_users,
     )
     rel = neighbour_lists(test.user_idx[relevant], test.movie_idx[relevant], n_users)
-    return RankingTask(users, eligible, seen, rel, n_movies)
+    return RankingTask(users, eligible, seen, rel, n_movies, candidates, unknown)
 
 
 def _gather(lists: Neighbours, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -158,10 +177,12 @@ def ranking_metrics_many(
                     f"score_users returned shape {scores.shape}, expected {(rows.size, n_movies)}"
                 )
             scores[seen_pos, seen_movie] = -np.inf
+            if task.candidates is not None:
+                scores[:, ~task.candidates] = -np.inf
             top = rank_top_k(scores, k)
             keys = rows[:, None] * n_movies + top
             at = np.minimum(np.searchsorted(rel_keys, keys), rel_keys.size - 1)
-            hits = rel_keys[at] == keys
+            hits = (rel_keys[at] == keys) & np.isfinite(np.take_along_axis(scores, top, 1))
             n_hits = hits.sum(axis=1)
             sums[i, 0] += float((n_hits / k).sum())
             sums[i, 1] += float((n_hits / n_rel).sum())

@@ -7,15 +7,18 @@ left unset takes the preset of ``--arch`` (``TrainConfig.for_arch``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 
-from movierec.train.config import PRESETS
+from movierec.train.config import PRESETS, SPLITS
+from movierec.train.data import Columns
 
 #: The part of ``--help`` that explains the split and the presets.
 TRAINING_HELP = """\b
-Split: IDs are mapped to consecutive indices, then train_test_split(test_size,
-random_state=SEED) and the rest halved into validation and test (70/15/15).
+Split (--split random, the default): IDs are mapped to consecutive indices, then
+train_test_split(test_size, random_state=SEED) and the rest halved into validation
+and test (70/15/15). --split time and user-time order the ratings by time instead.
 \b
 Options left unset take the preset of --arch:
   hybrid: epochs 40, lr 4e-3, embedding 32, hidden 64, factors 64, reg 0.05,
@@ -217,3 +220,80 @@ def training_options(func: Callable) -> Callable:
     for option in reversed(_OPTIONS):
         func = option(func)
     return func
+
+
+_DATA_OPTIONS = [
+    click.option(
+        "--user-col",
+        default=None,
+        metavar="NAME",
+        help="Column of the user IDs (integers or text) in a table of your own. [default: "
+        "user_id; a MovieLens folder keeps its own names]",
+    ),
+    click.option(
+        "--movie-col",
+        default=None,
+        metavar="NAME",
+        help="Column of the movie (item) IDs, integers or text. [default: movie_id]",
+    ),
+    click.option(
+        "--rating-col",
+        default=None,
+        metavar="NAME",
+        help="Column of the ratings (any finite numbers; the scale is read from the data). "
+        "[default: rating]",
+    ),
+    click.option(
+        "--time-col",
+        default=None,
+        metavar="NAME",
+        help="Column of the rating times: integer Unix seconds, a timestamp of any unit and "
+        "time zone, a date or ISO 8601 text. Needed by --split time and user-time, and to "
+        "keep the latest of repeated ratings (else file order decides). [default: "
+        "timestamp, where the table has it]",
+    ),
+    click.option(
+        "--items",
+        type=click.Path(exists=True, path_type=Path),
+        default=None,
+        metavar="PATH",
+        help="Items table (Parquet file or folder, or CSV) with the movies' titles, keyed by "
+        "--movie-col, for the title column of the tables. [default: none; a MovieLens "
+        "folder reads its own movie file]",
+    ),
+    click.option(
+        "--title-col",
+        default=None,
+        metavar="NAME",
+        help="Column of the titles in --items. [default: title]",
+    ),
+    click.option(
+        "--split",
+        type=click.Choice(list(SPLITS)),
+        default=None,
+        help="How ratings are held out: 'random' (the seed notebook's 70/15/15 split), "
+        "'time' (the oldest 70% train, the next 15% validation, the newest 15% test: the "
+        "honest holdout of a nightly job), 'user-time' (each user's newest 15% test, the "
+        "15% before those validation). [default: random]",
+    ),
+]
+
+
+def data_options(func: Callable) -> Callable:
+    """Add the options that say how to read a ratings table and how to split it
+    (``--user-col`` ... ``--split``), the same on every command that reads ratings."""
+    for option in reversed(_DATA_OPTIONS):
+        func = option(func)
+    return func
+
+
+def columns_from_options(
+    user_col: str | None,
+    movie_col: str | None,
+    rating_col: str | None,
+    time_col: str | None,
+    title_col: str | None,
+) -> Columns:
+    """The ``Columns`` value of the data options (defaults for those not given)."""
+    given = dict(user=user_col, movie=movie_col, rating=rating_col, time=time_col, title=title_col)
+    return Columns(**{k: v for k, v in given.items() if v is not None})

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 from movierec.serve_batch import contract
@@ -16,8 +17,10 @@ from movierec.serve_batch.atomic import atomic_path
 from movierec.serve_batch.errors import UsageError
 from movierec.train import item_item
 from movierec.train.checkpoint import Checkpoint, package_version, save_checkpoint, utc_now
-from movierec.train.config import NETWORKS, TrainConfig, recorded_path
-from movierec.train.data import MovieLensData, load_movielens, resolve_data_path
+from movierec.train.config import NETWORKS, TIME_SPLITS, TrainConfig, recorded_path
+from movierec.train.data import RatingsData, load_ratings, resolve_data_path
+from movierec.train.data._vocab import id_type
+from movierec.train.fallback import Fallback, fit_fallback
 from movierec.train.features import movie_features, user_features
 from movierec.train.implicit import Neighbours, neighbour_lists
 from movierec.train.loop import History, deterministic_algorithms, fit, predict_part
@@ -28,7 +31,7 @@ from movierec.train.metrics import (
     rating_errors,
 )
 from movierec.train.model import ModelConfig, RecommenderNet
-from movierec.train.split import Part, Split, split_ratings
+from movierec.train.split import Part, Split, describe_split, split_data
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ class TrainResult:
     history: History
     metrics: dict
     artifacts: Path
+    #: The data trained on (a nightly run hands it on to the refit instead of reading again).
+    data: RatingsData | None = None
 
 
 def implicit_neighbours(config: TrainConfig, split: Split) -> tuple[Neighbours, Neighbours]:
@@ -100,23 +105,45 @@ def score_users_fn(model: RecommenderNet, n_movies: int | None = None):
     return score
 
 
+def predict_known(
+    model: RecommenderNet, part: Part, known: Fallback
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions for every row of ``part`` as the exported model makes them: pairs of a
+    user and a movie the model knows through the network, the rest by the fallback
+    (clipped to the rating scale). Returns the predictions and the cold-start mask."""
+    ok = known.known(part.user_idx, part.movie_idx)
+    if ok.all():
+        return predict_part(model, part), ~ok
+    pred = np.empty(len(part), dtype=np.float32)
+    pred[ok] = predict_part(model, Part(part.user_idx[ok], part.movie_idx[ok], part.rating[ok]))
+    c = model.config
+    cold = known.predict(part.user_idx[~ok], part.movie_idx[~ok])
+    pred[~ok] = np.clip(cold, c.rating_min, c.rating_max)
+    return pred, ~ok
+
+
 def evaluate(
     model: RecommenderNet,
     split: Split,
+    known: Fallback,
     k: int = 10,
     max_users: int = 0,
     val: dict[str, float] | None = None,
 ) -> dict:
     """Validation and test errors, test ranking metrics, and the two baselines.
 
-    Ranking metrics cover every test user with a relevant movie, or a seeded sample of
-    ``max_users`` of them where there are more (0: all); ``ranking_protocol`` says which.
-    ``val``: the validation errors to report where ``model`` has seen those ratings (a
-    refit): the first run's."""
+    ``known``: what ``model`` knows (the parts it was trained on); pairs of other users or
+    movies are scored by the fallback, as ``rec-score`` scores them, and their share of the
+    test pairs is ``test.cold_start_share``. Ranking metrics cover every test user the model
+    knows with a relevant movie, or a seeded sample of ``max_users`` of them where there are
+    more (0: all); ``ranking_protocol`` says which. ``val``: the validation errors to report
+    where ``model`` has seen those ratings (a refit): the first run's."""
     if val is None:
-        val = rating_errors(predict_part(model, split.val), split.val.rating)
-    test = rating_errors(predict_part(model, split.test), split.test.rating)
-    task = ranking_task(split, "test", max_users=max_users, seed=EVAL_SAMPLE_SEED)
+        val = rating_errors(predict_known(model, split.val, known)[0], split.val.rating)
+    predicted, cold = predict_known(model, split.test, known)
+    test = rating_errors(predicted, split.test.rating)
+    test["cold_start_share"] = float(cold.mean()) if cold.size else 0.0
+    task = ranking_task(split, "test", max_users=max_users, seed=EVAL_SAMPLE_SEED, known=known)
     test.update(ranking_metrics_many(task, lambda rows: [score_users_fn(model)(rows)], 1, k)[0])
     users, eligible = test.pop("users"), test.pop("users_eligible")
     mean = float(split.train.rating.mean())
@@ -140,6 +167,7 @@ def evaluate(
             "candidates": "movies the user did not rate in train or validation",
             "users_evaluated": users,
             "users_with_relevant": eligible,
+            "users_unknown_to_model": task.unknown_users,
             "user_sample": (
                 {"max_users": max_users, "seed": EVAL_SAMPLE_SEED} if users < eligible else "all"
             ),
@@ -153,7 +181,9 @@ RANK_MIX_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 EVAL_SAMPLE_SEED = 0
 
 
-def choose_rank_mix(model: RecommenderNet, split: Split, max_users: int = 0) -> dict:
+def choose_rank_mix(
+    model: RecommenderNet, split: Split, max_users: int = 0, known: Fallback | None = None
+) -> dict:
     """Pick the rating's weight in ``rank_score`` by validation NDCG@10 (never the test).
 
     Each block of users is scored once: ``rank_score = rank logit + mix x rating`` is
@@ -164,7 +194,7 @@ def choose_rank_mix(model: RecommenderNet, split: Split, max_users: int = 0) -> 
         rating, rank_logit = model.score_catalog(torch.from_numpy(rows.astype(np.int64)))
         return [(rank_logit + mix * rating).numpy() for mix in RANK_MIX_GRID]
 
-    task = ranking_task(split, "val", max_users=max_users, seed=EVAL_SAMPLE_SEED)
+    task = ranking_task(split, "val", max_users=max_users, seed=EVAL_SAMPLE_SEED, known=known)
     found = ranking_metrics_many(task, score_every_mix, len(RANK_MIX_GRID))
     tried = {mix: m["ndcg@10"] for mix, m in zip(RANK_MIX_GRID, found, strict=True)}
     best = max(tried, key=lambda m: (tried[m], -m))
@@ -178,28 +208,45 @@ def choose_rank_mix(model: RecommenderNet, split: Split, max_users: int = 0) -> 
     }
 
 
-def run_training(config: TrainConfig, data: MovieLensData | None = None) -> TrainResult:
-    """Train on ``config.data`` and write every artifact into ``config.artifacts``.
-
-    ``data``: the data set already loaded from ``config.data`` (``rec-nightly`` reads it
-    once, checks it, and trains on it); read here when omitted."""
-    artifacts = prepare_artifacts_dir(config.artifacts)
-    torch.set_num_threads(config.threads)
-    if data is None:
-        data = load_movielens(resolve_data_path(config.data))
+def load_data(config: TrainConfig) -> RatingsData:
+    """The ratings ``config`` names (``config.data``, else $MOVIEREC_DATA, else the cached
+    ml-100k download), read with its columns and items table."""
+    data = load_ratings(
+        resolve_data_path(config.data),
+        config.columns,
+        config.items,
+        need_time=config.split in TIME_SPLITS,
+    )
+    vocab = data.encoded[0]
     log.info(
-        "data: %s (%s layout, %d ratings, scale %g-%g)",
+        "data: %s (%s, %d ratings, %d users, %d movies, %s/%s IDs, scale %g-%g)",
         data.path,
         data.layout,
         len(data.ratings),
+        vocab.n_users,
+        vocab.n_movies,
+        vocab.id_types["user"],
+        vocab.id_types["movie"],
         *data.rating_scale,
     )
-    split = split_ratings(data.ratings, seed=config.seed, test_size=config.test_size)
-    return train_and_write(config, data, split, artifacts)
+    return data
+
+
+def run_training(config: TrainConfig, data: RatingsData | None = None) -> TrainResult:
+    """Train on ``config.data`` (or on ``data``, already loaded from it) and write every
+    artifact into ``config.artifacts``."""
+    artifacts = prepare_artifacts_dir(config.artifacts)
+    torch.set_num_threads(config.threads)
+    if data is None:
+        data = load_data(config)
+    split = split_data(data, config.split, seed=config.seed, test_size=config.test_size)
+    result = train_and_write(config, data, split, artifacts)
+    result.data = data
+    return result
 
 
 def train_and_write(
-    config: TrainConfig, data: MovieLensData, split: Split, artifacts: Path
+    config: TrainConfig, data: RatingsData, split: Split, artifacts: Path
 ) -> TrainResult:
     """:func:`train_on_split`, then every artifact of ``rec-train`` into ``artifacts``
     (benchmarks use it to keep one split while the model seed varies)."""
@@ -215,17 +262,20 @@ def train_and_write(
         titles=titles_of(data),
         package_version=package_version(),
         created_at=utc_now(),
+        trained_on=tuple(metrics["trained_on"]),
+        columns=data.columns.to_dict(),
     )
     save_checkpoint(artifacts / contract.CHECKPOINT_FILE, ckpt)
     write_json(artifacts / contract.METRICS_FILE, metrics)
-    write_pairs(artifacts / contract.TEST_PAIRS_FILE, split, [split.test])
-    write_pairs(artifacts / contract.TRAIN_VAL_PAIRS_FILE, split, [split.train, split.val])
+    names = (data.columns.user, data.columns.movie)
+    write_pairs(artifacts / contract.TEST_PAIRS_FILE, split, [split.test], names)
+    write_pairs(artifacts / contract.TRAIN_VAL_PAIRS_FILE, split, [split.train, split.val], names)
     plot_curves(artifacts / contract.CURVES_FILE, history)
     return TrainResult(ckpt, history, metrics, artifacts)
 
 
 def train_on_split(
-    config: TrainConfig, data: MovieLensData, split: Split
+    config: TrainConfig, data: RatingsData, split: Split
 ) -> tuple[RecommenderNet, History, dict]:
     """Build, train and evaluate the model of ``config`` on a given split (no files).
 
@@ -239,19 +289,28 @@ def train_on_split(
         "split: %d train / %d val / %d test", len(split.train), len(split.val), len(split.test)
     )
     users = config.eval_users
+    n_users, n_movies = split.vocab.n_users, split.vocab.n_movies
     with deterministic_algorithms():
         model, history = build_and_fit(config, data, split)
-        val = rating_errors(predict_part(model, split.val), split.val.rating)
-        head = choose_item_item(model, split, config) if uses_item_item(config, model) else {}
-        mix = choose_rank_mix(model, split, users) if model.config.rank_factors else {}
+        known = fit_fallback([split.train], n_users, n_movies)
+        val = rating_errors(predict_known(model, split.val, known)[0], split.val.rating)
+        head = (
+            choose_item_item(model, split, config, known) if uses_item_item(config, model) else {}
+        )
+        mix = choose_rank_mix(model, split, users, known) if model.config.rank_factors else {}
         refit = {}
+        trained_on = ["train"]
         if config.refit_validation:
             model, refit = refit_on_validation(config, data, split, history, model)
+            trained_on = ["train", "val"]
+            known = fit_fallback([split.train, split.val], n_users, n_movies)
         if head:
-            known = [split.train, split.val]
-            install_item_item(model, split, known, head["lambda_multiple"], config.seed)
+            # the head is a closed form: fitting it on validation too costs nothing and adds
+            # what validation knows (the network was trained on ``trained_on``)
+            known_parts = [split.train, split.val]
+            install_item_item(model, split, known_parts, head["lambda_multiple"], config.seed)
             head["fit_on"] = "train + validation"
-        metrics = evaluate(model, split, max_users=users, val=val)
+        metrics = evaluate(model, split, known, max_users=users, val=val)
     metrics["rank_mix"] = mix
     metrics["rank_head"] = {"kind": config.rank_head if model.config.rank_factors else "none"}
     metrics["rank_head"].update(head)
@@ -271,11 +330,16 @@ def train_on_split(
         train_seconds=round(history.seconds, 3),
         history={"train_mse": history.train_loss, "val_rmse": history.val_rmse},
         config=config.to_dict(),
+        split=describe_split(split, config.split, config.test_size),
+        trained_on=trained_on,
         data={
             "path": recorded_path(data.path, config.artifacts),
             "layout": data.layout,
             "fingerprint": data.fingerprint,
-            "ratings": len(data.ratings),
+            **data.counts(),
+            "duplicates_dropped": data.duplicates_dropped,
+            "columns": data.columns.to_dict(),
+            "id_types": split.vocab.id_types,
             "rating_scale": list(data.rating_scale),
         },
         versions={
@@ -288,7 +352,7 @@ def train_on_split(
 
 
 def build_and_fit(
-    config: TrainConfig, data: MovieLensData, split: Split
+    config: TrainConfig, data: RatingsData, split: Split
 ) -> tuple[RecommenderNet, History]:
     """The network of ``config`` for this split (side information and implicit lists from
     its training part), trained with early stopping on its validation part."""
@@ -317,7 +381,7 @@ def train_and_validation(split: Split) -> Split:
 
 def refit_on_validation(
     config: TrainConfig,
-    data: MovieLensData,
+    data: RatingsData,
     split: Split,
     history: History,
     evaluated: RecommenderNet,
@@ -368,7 +432,9 @@ def item_item_spectrum(
     return item_item.spectrum(known, c.rank_factors, seed)
 
 
-def choose_item_item(model: RecommenderNet, split: Split, config: TrainConfig) -> dict:
+def choose_item_item(
+    model: RecommenderNet, split: Split, config: TrainConfig, known: Fallback | None = None
+) -> dict:
     """The item-item head's lambda by validation NDCG@10 of the head alone, fit on the
     training part (``config.item_item_lambda`` where given); the model is left holding
     that fit, for the rank mix to be chosen on validation too."""
@@ -378,7 +444,9 @@ def choose_item_item(model: RecommenderNet, split: Split, config: TrainConfig) -
     )
     tried: dict[float, float] = {}
     if len(grid) > 1:
-        task = ranking_task(split, "val", max_users=config.eval_users, seed=EVAL_SAMPLE_SEED)
+        task = ranking_task(
+            split, "val", max_users=config.eval_users, seed=EVAL_SAMPLE_SEED, known=known
+        )
         # each lambda's user rows for the evaluated users only (they are sorted): ten
         # heads of 162k users would hold 200 MB
         heads = []
@@ -421,12 +489,13 @@ def prepare_artifacts_dir(path: Path) -> Path:
     return path
 
 
-def titles_of(data: MovieLensData) -> dict[int, str]:
+def titles_of(data: RatingsData) -> dict:
+    """Movie ID (int, or str for string IDs) -> title, where the data has titles."""
     if data.movies is None:
         return {}
-    return dict(
-        zip(data.movies["movie_id"].astype(int), data.movies["title"].astype(str), strict=True)
-    )
+    ids = data.movies["movie_id"].to_numpy()
+    keys = ids.tolist() if id_type(ids) == "string" else ids.astype(np.int64).tolist()
+    return dict(zip(keys, data.movies["title"].astype(str), strict=True))
 
 
 def write_json(path: Path, obj: dict) -> None:
@@ -434,18 +503,25 @@ def write_json(path: Path, obj: dict) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def write_pairs(path: Path, split: Split, parts: list[Part]) -> None:
-    """Raw-ID pairs of some split parts, as input for ``rec-score`` (and ``--exclude``)."""
+def write_pairs(
+    path: Path,
+    split: Split,
+    parts: list[Part],
+    names: tuple[str, str] = (contract.USER_COL, contract.MOVIE_COL),
+) -> None:
+    """Raw-ID pairs of some split parts with their ratings, as input for ``rec-score`` (and
+    ``--exclude``): the ID columns named ``names`` (the data's), IDs of the data's type, and
+    the rating in ``rating`` (the column ``rec-score`` measures RMSE against)."""
     pairs = Part.concat(parts)
-    frame = pd.DataFrame(
+    table = pa.table(
         {
-            contract.USER_COL: split.vocab.user_ids[pairs.user_idx],
-            contract.MOVIE_COL: split.vocab.movie_ids[pairs.movie_idx],
-            contract.RATING_COL: pairs.rating.astype(np.float32),
+            names[0]: split.vocab.raw_users(pairs.user_idx),
+            names[1]: split.vocab.raw_movies(pairs.movie_idx),
+            contract.RATING_COL: pa.array(pairs.rating.astype(np.float32), type=pa.float32()),
         }
     )
     with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False)
+        pq.write_table(table, tmp)
 
 
 def plot_curves(path: Path, history: History) -> None:

@@ -25,9 +25,9 @@ import torch
 from movierec.serve_batch.errors import DataError
 from movierec.train.checkpoint import Checkpoint, package_version, utc_now
 from movierec.train.config import TrainConfig
-from movierec.train.data import MovieLensData, load_movielens, resolve_data_path
+from movierec.train.data import RatingsData
 from movierec.train.loop import History
-from movierec.train.pipeline import titles_of, train_on_split
+from movierec.train.pipeline import load_data, titles_of, train_on_split
 from movierec.train.split import Part, Split
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def all_ratings_split(split: Split) -> Split:
 
 
 def refit_on_all_ratings(
-    config: TrainConfig, evaluated: Checkpoint, data: MovieLensData | None = None
+    config: TrainConfig, evaluated: Checkpoint, data: RatingsData | None = None
 ) -> RefitResult:
     """Train ``config`` again on every rating of the evaluated run's data.
 
@@ -73,7 +73,7 @@ def refit_on_all_ratings(
     if config.threads:
         torch.set_num_threads(config.threads)
     if data is None:
-        data = load_movielens(resolve_data_path(config.data))
+        data = load_data(config)
     if data.fingerprint != evaluated.data_fingerprint:
         raise DataError(
             f"{data.path}: the ratings changed between the evaluation run and the refit "
@@ -128,5 +128,7 @@ def refit_on_all_ratings(
         titles=titles_of(data),
         package_version=package_version(),
         created_at=utc_now(),
+        trained_on=("train",),  # every rating is in the training part
+        columns=data.columns.to_dict(),
     )
     return RefitResult(checkpoint, history, metrics)

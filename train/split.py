@@ -1,4 +1,14 @@
-"""The seed notebook's split, reproduced exactly, on dense indices."""
+"""Splits of the ratings into train / validation / test, on dense indices.
+
+- ``random``: the seed notebook's split, reproduced exactly: ``train_test_split(test_size,
+  random_state=seed)``, the rest halved into validation and test (70/15/15 by default).
+- ``time``: every rating ordered by time (ties by file order); the oldest 70% train, the
+  next 15% validation, the newest 15% test: the honest holdout of a job that predicts
+  tomorrow from today.
+- ``user-time``: each user's ratings ordered by time; the newest 15% of each user's
+  (rounded) test, the 15% before those validation, the rest train: every user is known to
+  training, so ranking is measured on every user.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +19,10 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-
-@dataclass(frozen=True)
-class Vocabulary:
-    """Raw IDs -> dense rows: ``ids[i]`` is the raw ID of row ``i`` (sorted ascending)."""
-
-    user_ids: np.ndarray
-    movie_ids: np.ndarray
-
-    @property
-    def n_users(self) -> int:
-        return len(self.user_ids)
-
-    @property
-    def n_movies(self) -> int:
-        return len(self.movie_ids)
+from movierec.serve_batch.errors import DataError, UsageError
+from movierec.train.config import SPLITS
+from movierec.train.data import RatingsData, Vocabulary
+from movierec.train.data._dataset import _encode
 
 
 @dataclass(frozen=True)
@@ -60,9 +59,9 @@ class Split:
 
 def encode_ids(ratings: pd.DataFrame) -> tuple[Vocabulary, np.ndarray, np.ndarray]:
     """Map raw IDs to consecutive indices over the whole data set (as the notebook did)."""
-    user_ids, user_idx = np.unique(ratings["user_id"].to_numpy(np.int64), return_inverse=True)
-    movie_ids, movie_idx = np.unique(ratings["movie_id"].to_numpy(np.int64), return_inverse=True)
-    return Vocabulary(user_ids, movie_ids), user_idx.astype(np.int64), movie_idx.astype(np.int64)
+    user_ids, user_idx = _encode(ratings["user_id"])
+    movie_ids, movie_idx = _encode(ratings["movie_id"])
+    return Vocabulary(user_ids, movie_ids), user_idx, movie_idx
 
 
 def split_given_test(
@@ -99,3 +98,89 @@ def split_ratings(ratings: pd.DataFrame, seed: int = 42, test_size: float = 0.3)
         return Part(user_idx[r], movie_idx[r], rating[r])
 
     return Split(vocab, part(train_rows), part(val_rows), part(test_rows))
+
+
+def split_data(
+    data: RatingsData, kind: str = "random", seed: int = 42, test_size: float = 0.3
+) -> Split:
+    """The split ``kind`` (one of ``SPLITS``, see the module docstring) of ``data``.
+
+    ``test_size`` is the share held out, halved into validation and test. ``seed`` only
+    matters to ``random``; the time splits are set by the data alone.
+    """
+    if kind not in SPLITS:
+        raise UsageError(
+            f"{{split}} must be one of {', '.join(SPLITS)}, got {kind!r}", params=("split",)
+        )
+    vocab, user_idx, movie_idx = data.encoded
+    rating = data.ratings["rating"].to_numpy(np.float32)
+    n = len(rating)
+    if kind == "random":
+        rows = np.arange(n)
+        train_rows, temp_rows = train_test_split(rows, test_size=test_size, random_state=seed)
+        val_rows, test_rows = train_test_split(temp_rows, test_size=0.5, random_state=seed)
+    else:
+        if not data.has_time:
+            raise DataError(
+                f"{data.path}: --split {kind} orders the ratings by time, but the data has no "
+                "time column; name it with --time-col, or use --split random"
+            )
+        times = data.ratings["timestamp"].to_numpy()
+        if kind == "time":
+            train_rows, val_rows, test_rows = _time_rows(times, test_size)
+        else:
+            train_rows, val_rows, test_rows = _user_time_rows(times, user_idx, test_size)
+
+    def part(r: np.ndarray) -> Part:
+        return Part(user_idx[r], movie_idx[r], rating[r])
+
+    return Split(vocab, part(train_rows), part(val_rows), part(test_rows))
+
+
+def _time_rows(times: np.ndarray, test_size: float) -> tuple[np.ndarray, ...]:
+    """Rows oldest first (ties by file order): train, then validation, then test."""
+    order = np.argsort(times, kind="stable")
+    n = order.size
+    n_val = n_test = int(np.floor(n * test_size / 2 + 0.5))
+    n_train = n - n_val - n_test
+    return order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]
+
+
+def _user_time_rows(
+    times: np.ndarray, users: np.ndarray, test_size: float
+) -> tuple[np.ndarray, ...]:
+    """Per user, oldest first: the newest ``test_size / 2`` of each user's ratings (rounded
+    half up) test, as many before those validation, the rest train; each part oldest first."""
+    chrono = np.argsort(times, kind="stable")
+    by_user = chrono[np.argsort(users[chrono], kind="stable")]  # user, then time, then file
+    u = users[by_user]
+    starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
+    counts = np.diff(np.r_[starts, u.size])
+    position = np.arange(u.size) - np.repeat(starts, counts)
+    count = np.repeat(counts, counts)
+    held = np.floor(count * test_size / 2 + 0.5).astype(np.int64)
+    label = np.zeros(u.size, dtype=np.int8)  # 0 train, 1 validation, 2 test
+    label[position >= count - 2 * held] = 1
+    label[position >= count - held] = 2
+    of_row = np.empty(u.size, dtype=np.int8)
+    of_row[by_user] = label
+    in_order = of_row[chrono]
+    return tuple(chrono[in_order == i] for i in range(3))
+
+
+def describe_split(split: Split, kind: str, test_size: float) -> dict:
+    """What ``metrics.json`` and the run reports record of a split."""
+    out = {
+        "kind": kind,
+        "test_size": test_size,
+        "train": len(split.train),
+        "val": len(split.val),
+        "test": len(split.test),
+    }
+    if kind == "random":
+        out["how"] = "train_test_split(test_size, random_state=seed), the rest halved"
+    elif kind == "time":
+        out["how"] = "every rating by time: oldest train, then validation, newest test"
+    else:
+        out["how"] = "each user's ratings by time: their newest test, the ones before validation"
+    return out

@@ -83,7 +83,12 @@ def test_mapping_contents(exported, trained_artifacts):
     assert [int(k) for k in users] == ckpt.split.vocab.user_ids.tolist()
     assert list(users.values()) == list(range(ckpt.split.vocab.n_users))
     fallback = mapping[contract.MAPPING_FALLBACK]
-    assert fallback[contract.FALLBACK_GLOBAL_MEAN] == pytest.approx(ckpt.split.train.rating.mean())
+    # the fallback is of the ratings the model was trained on (train + validation here)
+    assert ckpt.trained_on == ("train", "val")
+    trained = np.concatenate([ckpt.split.train.rating, ckpt.split.val.rating])
+    assert fallback[contract.FALLBACK_GLOBAL_MEAN] == pytest.approx(trained.mean())
+    assert mapping[contract.MAPPING_ID_TYPES] == {"user": "int", "movie": "int"}
+    assert mapping[contract.MAPPING_COLUMNS] == {"user": "user_id", "movie": "movie_id"}
     assert set(fallback[contract.FALLBACK_MOVIE_MEAN]) == set(mapping[contract.MAPPING_MOVIE_INDEX])
     assert mapping[contract.MAPPING_RATING_SCALE] == {"min": 1.0, "max": 5.0}
     assert len(mapping[contract.MAPPING_TITLES]) == ckpt.split.vocab.n_movies

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from movierec.serve_batch.errors import DataError
-from movierec.train.data import ML100K_SHA256, MovieLensData, load_movielens
+from movierec.train.data import ML100K_SHA256, RatingsData, load_movielens
 from tests.synthetic import (
     SyntheticData,
     make_ratings,
@@ -71,7 +71,7 @@ def test_round_trip(layout: str, data: SyntheticData, tmp_path: Path) -> None:
     folder = write(layout, tmp_path / layout, data)
     loaded = load_movielens(folder)
 
-    assert isinstance(loaded, MovieLensData)
+    assert isinstance(loaded, RatingsData)
     assert loaded.layout == layout
     assert loaded.path == folder
     assert dict(loaded.ratings.dtypes) == RATING_DTYPES
@@ -170,14 +170,27 @@ def test_ml1m_codes_become_names(tmp_path: Path) -> None:
     assert loaded.movies["year"].tolist() == [1975.0, 1995.0]
 
 
-def test_duplicate_pairs_are_kept(data: SyntheticData, tmp_path: Path) -> None:
+def test_a_rerated_pair_keeps_its_latest_rating(data: SyntheticData, tmp_path: Path) -> None:
     folder = write_ml100k(tmp_path, data)
-    first = (folder / "u.data").read_text().splitlines()[0]
+    lines = (folder / "u.data").read_text().splitlines()
+    user, movie, rating, stamp = lines[0].split("\t")
+    other = "1" if rating != "1" else "2"
+    user2, movie2, _, stamp2 = lines[1].split("\t")
     with open(folder / "u.data", "a") as f:
-        f.write(first + "\n")
-    ratings = load_movielens(folder).ratings
-    assert len(ratings) == len(data.ratings) + 1
-    assert ratings.duplicated(["user_id", "movie_id"]).sum() == 1
+        f.write(f"{user}\t{movie}\t{other}\t{int(stamp) + 10}\n")  # re-rated later
+        f.write(f"{user2}\t{movie2}\t5\t{int(stamp2) - 10}\n")  # an older rating, listed last
+    loaded = load_movielens(folder)
+    ratings = loaded.ratings
+    assert len(ratings) == len(data.ratings)
+    assert loaded.duplicates_dropped == 2
+    assert not ratings.duplicated(["user_id", "movie_id"]).any()
+    first = ratings[(ratings.user_id == int(user)) & (ratings.movie_id == int(movie))]
+    assert first.rating.tolist() == [float(other)]
+    second = ratings[(ratings.user_id == int(user2)) & (ratings.movie_id == int(movie2))]
+    assert second.timestamp.tolist() == [int(stamp2)]  # the newer one, though listed first
+    # file order otherwise: the first line gave way to the re-rating at the end
+    stamps = [int(x.split("\t")[3]) for x in lines[1:]] + [int(stamp) + 10]
+    assert ratings.timestamp.tolist() == stamps
 
 
 def test_blank_lines_are_skipped(data: SyntheticData, tmp_path: Path) -> None:
@@ -191,7 +204,7 @@ def test_data_is_frozen(data: SyntheticData, tmp_path: Path) -> None:
     loaded = load_movielens(write_ml100k(tmp_path, data))
     with pytest.raises(dataclasses.FrozenInstanceError):
         loaded.layout = "csv"  # type: ignore[misc]
-    assert "fingerprint=" in repr(loaded) and "user_id" not in repr(loaded)
+    assert "fingerprint=" in repr(loaded) and "rows x" not in repr(loaded)  # no frame
 
 
 # --- fingerprint --------------------------------------------------------------------------

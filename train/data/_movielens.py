@@ -2,46 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from movierec.train.data import _parse
+from movierec.train.data._dataset import RatingsData, drop_repeats
 from movierec.train.data._layouts import ML1M, ML10M_SCALE, ML100K, detect_layout
 
 
-@dataclass(frozen=True, eq=False)
-class MovieLensData:
-    """A MovieLens release, read into canonical columns.
-
-    ``ratings``: ``user_id`` int64, ``movie_id`` int64, ``rating`` float32,
-    ``timestamp`` int64, in file order (duplicate pairs are kept).
-    ``users``: ``user_id`` int64, ``age`` int64 (ml-1m: the age-group code),
-    ``gender`` "M"/"F", ``occupation`` str (ml-1m: the code's name); None where the
-    layout or folder has no users file.
-    ``movies``: ``movie_id`` int64, ``title`` str, ``year`` float (NaN where the title
-    has no "(1995)" suffix), ``genres`` str such as "Action|Comedy"; None where absent.
-    ``layout``: "ml-100k", "ml-1m" (the ``::`` layout, also ml-10m) or "csv".
-    ``rating_scale``: (min, max) of the ratings present.
-    ``fingerprint``: ``"<layout>:sha256:<hex of the ratings file>"``.
-    """
-
-    ratings: pd.DataFrame = field(repr=False)
-    users: pd.DataFrame | None = field(repr=False)
-    movies: pd.DataFrame | None = field(repr=False)
-    layout: str
-    rating_scale: tuple[float, float]
-    fingerprint: str
-    path: Path
-
-
-def load_movielens(path: Path | str) -> MovieLensData:
+def load_movielens(path: Path | str) -> RatingsData:
     """Read the MovieLens folder at ``path`` (ml-100k, ml-1m/ml-10m or CSV layout).
 
     The layout is detected from the ratings file present (``u.data``, ``ratings.dat``
     or ``ratings.csv``). Side files (movies, users) are optional. Raises ``DataError``
-    naming the file, line and problem for anything malformed.
+    naming the file, line and problem for anything malformed. A (user, movie) pair rated
+    more than once keeps its latest rating (``drop_repeats``).
     """
     folder = Path(path).expanduser()
     layout = detect_layout(folder)
@@ -72,7 +48,7 @@ def load_movielens(path: Path | str) -> MovieLensData:
         movies = _parse.read_csv_movies(folder / "movies.csv")
 
     values = ratings["rating"].to_numpy()
-    return MovieLensData(
+    data = RatingsData(
         ratings=ratings,
         users=users,
         movies=movies,
@@ -81,3 +57,4 @@ def load_movielens(path: Path | str) -> MovieLensData:
         fingerprint=f"{layout.name}:sha256:{digest}",
         path=folder,
     )
+    return drop_repeats(data)
