@@ -112,8 +112,14 @@ def _metrics(plt, nights: list[dict], labels: list[str]):
         _by_status(ax, nights, _series(nights, cand(key)), color, "candidate")
         ax.set_title(title)
         _x_axis(ax, labels)
-    axes[0].legend(fontsize=6, loc="best")
+    _legend(axes[0])
     return fig
+
+
+def _legend(ax) -> None:
+    """A legend where something was drawn (a night with nothing measured draws nothing)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6, loc="best")
 
 
 def _stages(plt, nights: list[dict], labels: list[str]):
@@ -146,7 +152,7 @@ def _memory(plt, nights: list[dict], labels: list[str]):
     _by_status(ax, nights, peak, "tab:red", "process peak")
     _by_status(ax, nights, stage_peak, "tab:purple", "largest stage peak")
     ax.set_title("peak resident memory (MiB)")
-    ax.legend(fontsize=6, loc="best")
+    _legend(ax)
     _x_axis(ax, labels)
     return fig
 
@@ -176,5 +182,5 @@ def _lists(plt, nights: list[dict], labels: list[str]):
         ax.set_title(title)
         ax.set_ylim(0, 1.02)
         _x_axis(ax, labels)
-    axes[0].legend(fontsize=6, loc="best")
+    _legend(axes[0])
     return fig
