@@ -7,8 +7,13 @@ default (BPR ranking head, no weight average, no refit on validation) and our de
 mean RMSE over ml-100k's five u1-u5 folds; and the default on ml-latest-small (with
 popularity and EASE beside it).
 
+With ``--split time`` or ``--split user-time`` (``rec-train --split``): on ml-100k and
+ml-latest-small, the default (three model seeds) beside popularity, recent popularity
+(counted over the newest 15% of the period that train + validation span) and EASE, all
+ranked under the same protocol (the test users and movies that train + validation know).
+
     python bench/quality.py [--data-dir ../shared/data] [--skip-folds] [--skip-small]\
-                            [--skip-previous]
+                            [--skip-previous] [--split random|time|user-time]
 """
 
 from __future__ import annotations
@@ -26,11 +31,20 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._ease import ease  # noqa: E402
-from movierec.train.config import TrainConfig  # noqa: E402
+from bench._ease import ease, known_at_test  # noqa: E402
+from movierec.train.config import SPLITS, TrainConfig  # noqa: E402
 from movierec.train.data import load_movielens  # noqa: E402
+from movierec.train.metrics import ranking_metrics_many, ranking_task  # noqa: E402
 from movierec.train.pipeline import train_on_split  # noqa: E402
-from movierec.train.split import split_given_test, split_ratings  # noqa: E402
+from movierec.train.split import (  # noqa: E402
+    split_data,
+    split_given_test,
+    split_ratings,
+    split_rows,
+)
+
+#: Recent popularity counts the ratings of the newest this share of the training period.
+RECENT_SHARE = 0.15
 
 SEEDS = (42, 43, 44)
 #: The default before the item-item head (issue 14), for the side-by-side rows.
@@ -68,11 +82,19 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/quality.json")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (as rec-train)")
+    parser.add_argument(
+        "--split", choices=SPLITS, default="random", help="the split (rec-train --split)"
+    )
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
+    if args.split != "random":
+        if args.out == parser.get_default("out"):
+            args.out = args.out.with_name(f"quality-{args.split}.json")
+        time_split_report(args)
+        return
     result: dict = {}
     started = time.perf_counter()
 
@@ -158,6 +180,73 @@ def main() -> None:
             "rank_mix": m["rank_mix"],
         }
 
+    result["seconds"] = time.perf_counter() - started
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {args.out} ({result['seconds']:.0f} s)")
+
+
+def rank_by(task, scores: np.ndarray) -> dict[str, float]:
+    """Ranking metrics of one score per movie, the same for every user."""
+    found = ranking_metrics_many(task, lambda rows: [np.tile(scores, (len(rows), 1))], 1)[0]
+    return {c: found[c] for c in ("precision@10", "recall@10", "ndcg@10")}
+
+
+def time_split_report(args: argparse.Namespace) -> None:
+    """The table of a time-based split, on ml-100k and (unless skipped) ml-latest-small."""
+    result: dict = {"split": args.split}
+    started = time.perf_counter()
+    names = ["ml-100k"] + ([] if args.skip_small else ["ml-latest-small"])
+    for name in names:
+        data = load_movielens(args.data_dir / name)
+        train_rows, val_rows, _ = split_rows(data, args.split)
+        split = split_data(data, args.split)
+        n_movies = split.vocab.n_movies
+        known = known_at_test(split)
+        task = ranking_task(split, "test", known=known)
+        # the baselines know train + validation, as the default model (refit on both) does
+        seen = np.concatenate([split.train.movie_idx, split.val.movie_idx])
+        times = data.ratings["timestamp"].to_numpy()[np.concatenate([train_rows, val_rows])]
+        start = times.max() - RECENT_SHARE * (times.max() - times.min())
+        popular = np.bincount(seen, minlength=n_movies).astype(np.float64)
+        recent = np.bincount(seen[times >= start], minlength=n_movies).astype(np.float64)
+        recent += popular * 1e-9  # ties (movies not rated recently) by all-time popularity
+        reference = ease(split)
+        runs = []
+        for seed in SEEDS:
+            config = TrainConfig.for_arch("hybrid", seed=seed, split=args.split, quiet=True)
+            runs.append(train_on_split(config, data, split)[2])
+        ours = {c: float(np.mean([r["test"][c] for r in runs])) for c in COLUMNS}
+        spread = {
+            c: float(np.max([r["test"][c] for r in runs]) - np.min([r["test"][c] for r in runs]))
+            for c in COLUMNS
+        }
+        rows = [
+            row("global mean", runs[0]["baselines"]["global_mean"]["test"]),
+            row("popularity (train + val)", rank_by(task, popular)),
+            row(f"recent popularity (newest {RECENT_SHARE:.0%})", rank_by(task, recent)),
+            row(f"EASE, train (lambda {reference['lambda']:g} on val)", reference["train"]),
+            row("EASE, train + val (same lambda)", reference["train+val"]),
+            row(f"ours, default (mean of seeds {','.join(map(str, SEEDS))})", ours, spread),
+        ]
+        protocol = runs[0]["ranking_protocol"]
+        print_table(
+            f"{name}, --split {args.split} ({len(split.train)} / {len(split.val)} / "
+            f"{len(split.test)}), test part: {protocol['users_evaluated']} users ranked of "
+            f"{protocol['users_with_relevant']} with a relevant movie, "
+            f"{runs[0]['test']['cold_start_share']:.1%} of test pairs cold",
+            rows,
+        )
+        result[name] = {
+            "popularity": rank_by(task, popular),
+            "recent_popularity": rank_by(task, recent),
+            "ease": reference,
+            "default_mean": ours,
+            "default_spread": spread,
+            "default_runs": [r["test"] for r in runs],
+            "ranking_protocol": protocol,
+            "split": runs[0]["split"],
+        }
     result["seconds"] = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -31,7 +31,12 @@ from movierec.serve_batch.cli_support import (
     version_option,
 )
 from movierec.serve_batch.errors import UsageError
-from movierec.train.options import TRAINING_HELP, training_options
+from movierec.train.options import (
+    TRAINING_HELP,
+    columns_from_options,
+    data_options,
+    training_options,
+)
 
 _EPILOG = (
     """\b
@@ -63,8 +68,8 @@ An interrupted or killed run leaves current and latest.parquet as they were.
 Every line on stderr starts with VERSION; the last one gives the exit status.
 \b
 Tables: user_id, rank, movie_id, predicted_rating, score, cold_start
-[, title] (the ID columns named as the training data names them); score is
-what the ranking sorts by (the model's rank_score).
+[, title], the ID columns named as the data's (e.g. customer_id, rank, sku,
+...); score is what the ranking sorts by (the model's rank_score).
 """
     + TRAINING_HELP
     + EXIT_CODES_HELP
@@ -80,12 +85,14 @@ what the ranking sorts by (the model's rank_score).
 )
 @click.option(
     "--data",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=click.Path(exists=True, path_type=Path),
     default=None,
-    help="MovieLens-layout folder with every rating (ml-100k, ml-1m or CSV layout: "
-    "ratings.csv with userId,movieId,rating,timestamp and movies.csv for titles). "
-    "[default: $MOVIEREC_DATA, else the cached ml-100k download, as rec-train]",
+    help="Every rating: a Parquet file, a folder of Parquet files, a CSV file (columns "
+    "named by --user-col, --movie-col, --rating-col, --time-col; integer or text IDs), or "
+    "a MovieLens folder (ml-100k, ml-1m or CSV layout). [default: $MOVIEREC_DATA, else "
+    "the cached ml-100k download, as rec-train]",
 )
+@data_options
 @click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),
@@ -99,9 +106,9 @@ what the ranking sorts by (the model's rank_score).
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
     metavar="USERS",
-    help="Parquet or CSV file with a user_id column: score only these users (IDs absent "
-    "from the data get the fallback ranking, cold_start=true). [default: every user in "
-    "the data]",
+    help="Parquet or CSV file with the user column (--user-col): score only these users "
+    "(IDs absent from the data get the fallback ranking, cold_start=true). [default: "
+    "every user in the data]",
 )
 @click.option(
     "--top-k",
@@ -187,6 +194,11 @@ def cli(
     threads_per_actor: int,
     quiet: bool,
     arch: str,
+    user_col: str | None,
+    movie_col: str | None,
+    rating_col: str | None,
+    time_col: str | None,
+    title_col: str | None,
     **training: object,
 ) -> None:
     """Train, gate, score and publish the nightly recommendation tables in one safe run.
@@ -224,7 +236,13 @@ def cli(
     config = NightlyConfig(
         data=data,
         home=home,
-        train=TrainConfig.for_arch(arch, data=data, quiet=quiet, **training),
+        train=TrainConfig.for_arch(
+            arch,
+            data=data,
+            quiet=quiet,
+            columns=columns_from_options(user_col, movie_col, rating_col, time_col, title_col),
+            **training,
+        ),
         users=users,
         top_k=top_k,
         titles=titles,

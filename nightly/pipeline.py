@@ -133,9 +133,8 @@ class _Run:
             del data  # the split holds what scoring needs; the data frame can go
             self.export(export_from, work)
             decision = self.gate(final.metrics)
-            split = evaluated.checkpoint.split
-            rows = self.score(work, split)
-            self.list_quality(split, final.titles)
+            rows = self.score(work, evaluated.checkpoint)
+            self.list_quality(evaluated.checkpoint.split, final.titles)
             self.publish()
             status = "published"
             self.exit_code = 0
@@ -179,6 +178,9 @@ class _Run:
             "layout": data.layout,
             "fingerprint": data.fingerprint,
             **counts.to_dict(),
+            "duplicates_dropped": data.duplicates_dropped,
+            "columns": data.columns.to_dict(),
+            "id_types": data.encoded[0].id_types,
         }
         self.counts = counts
         log.info(
@@ -222,6 +224,7 @@ class _Run:
         with self.stages.stage("train"):
             evaluated = run_training(train_cfg, data=data)
         ckpt = evaluated.checkpoint
+        self.report["data"]["split"] = evaluated.metrics["split"]
         if not cfg.refit:
             self.stages.skip("refit", "--no-refit: the evaluated model is published")
             return evaluated, ckpt, evaluated.artifacts
@@ -291,18 +294,28 @@ class _Run:
         log.info("gate: %s (%s)", decision.decision, decision.reason)
         return decision
 
-    def score(self, work: Path, split) -> dict[str, Any]:
+    def score(self, work: Path, evaluated) -> dict[str, Any]:
         cfg, home, version = self.config, self.home, self.version
+        split = evaluated.split
+        # the table's ID columns are named as the data's (customer_id, sku, ...)
+        names = (
+            (evaluated.columns or {}).get("user", contract.USER_COL),
+            (evaluated.columns or {}).get("movie", contract.MOVIE_COL),
+        )
         with self.stages.stage("score"):
             users = cfg.users or write_ids(
-                work / "users.parquet", {contract.USER_COL: split.vocab.user_ids}
+                work / "users.parquet",
+                names[0],
+                split.vocab.raw_users(np.arange(split.vocab.n_users)),
             )
-            rated = write_all_ratings(work / "rated.parquet", split)
+            rated = write_all_ratings(work / "rated.parquet", split, names)
             score_config = ScoreConfig(
                 job=ScoreJob(
                     input=users,
                     output=home.table(version),
                     artifacts=home.model_dir(version),
+                    user_col=names[0],
+                    movie_col=names[1],
                     all_movies=True,
                     exclude=rated,
                     top_k=cfg.top_k,
@@ -412,10 +425,9 @@ class _Run:
         )
 
 
-def write_ids(path: Path, columns: dict[str, np.ndarray]) -> Path:
-    """A Parquet file of int64 columns (scratch input of the scoring stage)."""
-    table = pa.table({k: pa.array(np.asarray(v), pa.int64()) for k, v in columns.items()})
-    pq.write_table(table, path)
+def write_ids(path: Path, name: str, ids: pa.Array) -> Path:
+    """A Parquet file of one ID column (scratch input of the scoring stage)."""
+    pq.write_table(pa.table({name: ids}), path)
     return path
 
 
@@ -423,16 +435,25 @@ def write_ids(path: Path, columns: dict[str, np.ndarray]) -> Path:
 RATED_CHUNK_ROWS = 1 << 20
 
 
-def write_all_ratings(path: Path, split) -> Path:
-    """Every rated (user, movie) pair of the data, as raw IDs: what is never recommended.
-    Written a chunk at a time, so memory does not grow with the ratings."""
+def write_all_ratings(
+    path: Path, split, names: tuple[str, str] = (contract.USER_COL, contract.MOVIE_COL)
+) -> Path:
+    """Every rated (user, movie) pair of the data, as raw IDs under the data's column
+    ``names``: what is never recommended. Written a chunk at a time, so memory does not
+    grow with the ratings."""
     vocab = split.vocab
-    schema = pa.schema([(contract.USER_COL, pa.int64()), (contract.MOVIE_COL, pa.int64())])
-    with pq.ParquetWriter(path, schema) as writer:
+    writer = None
+    try:
         for part in (split.train, split.val, split.test):
             for a in range(0, len(part), RATED_CHUNK_ROWS):
                 b = a + RATED_CHUNK_ROWS
-                users = vocab.user_ids[part.user_idx[a:b]]
-                movies = vocab.movie_ids[part.movie_idx[a:b]]
-                writer.write_table(pa.table([users, movies], schema=schema))
+                users = vocab.raw_users(part.user_idx[a:b])
+                movies = vocab.raw_movies(part.movie_idx[a:b])
+                table = pa.table({names[0]: users, names[1]: movies})
+                if writer is None:
+                    writer = pq.ParquetWriter(path, table.schema)
+                writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
     return path

@@ -357,3 +357,69 @@ def write_csv_layout(folder: Path, data: SyntheticData) -> Path:
         ):
             writer.writerow([m, t, g])
     return folder
+
+
+#: The column names of the synthetic "own log" (as a service's export might call them).
+LOG_COLUMNS = dict(user="customer_id", movie="sku", rating="stars", time="event_time")
+
+
+def string_user(user_id) -> str:
+    """The string form of a synthetic user ID: zero-padded, so it sorts like the integer."""
+    return f"c-{int(user_id):05d}"
+
+
+def string_movie(movie_id) -> str:
+    return f"tt{int(movie_id):07d}"
+
+
+def log_frame(data: SyntheticData, *, string_ids: bool = True) -> pd.DataFrame:
+    """The ratings as a service's log: ``customer_id, sku, stars, event_time`` (a UTC
+    timestamp in milliseconds, shown in Paris time), string IDs unless ``string_ids`` is
+    False."""
+    r = data.ratings
+    users, movies = r["user_id"], r["movie_id"]
+    if string_ids:
+        users, movies = users.map(string_user), movies.map(string_movie)
+    stamps = pd.to_datetime(r["timestamp"], unit="s", utc=True).dt.tz_convert("Europe/Paris")
+    return pd.DataFrame(
+        {
+            LOG_COLUMNS["user"]: users.to_numpy(),
+            LOG_COLUMNS["movie"]: movies.to_numpy(),
+            LOG_COLUMNS["rating"]: r["rating"].to_numpy(np.float64),
+            LOG_COLUMNS["time"]: stamps.astype("datetime64[ms, Europe/Paris]").to_numpy(),
+        }
+    )
+
+
+def write_log(path: Path, frame: pd.DataFrame, parts: int = 1) -> Path:
+    """``frame`` as a Parquet file (``.parquet``), a CSV file (``.csv`` / ``.csv.gz``) or,
+    for a path without an extension, a folder of ``parts`` Parquet files."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if path.suffix == ".parquet":
+        pq.write_table(table, path)
+    elif path.name.endswith((".csv", ".csv.gz")):
+        frame.to_csv(path, index=False)
+    else:
+        path.mkdir(parents=True, exist_ok=True)
+        bounds = np.linspace(0, len(frame), parts + 1).astype(int)
+        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+            pq.write_table(table.slice(a, b - a), path / f"part-{i:05d}.parquet")
+        (path / "_SUCCESS").write_text("")
+    return path
+
+
+def write_items(path: Path, data: SyntheticData, *, string_ids: bool = True) -> Path:
+    """The movies' titles as an items table ``sku, name`` (CSV or Parquet by extension)."""
+    movies = data.movies["movie_id"]
+    frame = pd.DataFrame(
+        {
+            LOG_COLUMNS["movie"]: movies.map(string_movie) if string_ids else movies,
+            "name": data.movies["title"],
+        }
+    )
+    write_log(path, frame)
+    return path

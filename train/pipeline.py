@@ -164,12 +164,17 @@ def evaluate(
         "ranking_protocol": {
             "k": k,
             "relevance": "test rating >= 4",
-            "candidates": "movies the user did not rate in train or validation",
+            "candidates": (
+                "movies the model knows that the user did not rate in train or validation"
+            ),
+            "users": "test users the model knows (a rating in the parts it was trained on)",
             "users_evaluated": users,
             "users_with_relevant": eligible,
             "users_unknown_to_model": task.unknown_users,
             "user_sample": (
-                {"max_users": max_users, "seed": EVAL_SAMPLE_SEED} if users < eligible else "all"
+                {"max_users": max_users, "seed": EVAL_SAMPLE_SEED}
+                if users < eligible - task.unknown_users
+                else "all"
             ),
         },
     }

@@ -100,10 +100,11 @@ def split_ratings(ratings: pd.DataFrame, seed: int = 42, test_size: float = 0.3)
     return Split(vocab, part(train_rows), part(val_rows), part(test_rows))
 
 
-def split_data(
+def split_rows(
     data: RatingsData, kind: str = "random", seed: int = 42, test_size: float = 0.3
-) -> Split:
-    """The split ``kind`` (one of ``SPLITS``, see the module docstring) of ``data``.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows of ``data.ratings`` in each part (train, validation, test) of the split
+    ``kind`` (one of ``SPLITS``, see the module docstring).
 
     ``test_size`` is the share held out, halved into validation and test. ``seed`` only
     matters to ``random``; the time splits are set by the data alone.
@@ -112,29 +113,34 @@ def split_data(
         raise UsageError(
             f"{{split}} must be one of {', '.join(SPLITS)}, got {kind!r}", params=("split",)
         )
-    vocab, user_idx, movie_idx = data.encoded
-    rating = data.ratings["rating"].to_numpy(np.float32)
-    n = len(rating)
+    n = len(data.ratings)
     if kind == "random":
         rows = np.arange(n)
         train_rows, temp_rows = train_test_split(rows, test_size=test_size, random_state=seed)
         val_rows, test_rows = train_test_split(temp_rows, test_size=0.5, random_state=seed)
-    else:
-        if not data.has_time:
-            raise DataError(
-                f"{data.path}: --split {kind} orders the ratings by time, but the data has no "
-                "time column; name it with --time-col, or use --split random"
-            )
-        times = data.ratings["timestamp"].to_numpy()
-        if kind == "time":
-            train_rows, val_rows, test_rows = _time_rows(times, test_size)
-        else:
-            train_rows, val_rows, test_rows = _user_time_rows(times, user_idx, test_size)
+        return train_rows, val_rows, test_rows
+    if not data.has_time:
+        raise DataError(
+            f"{data.path}: --split {kind} orders the ratings by time, but the data has no "
+            "time column; name it with --time-col, or use --split random"
+        )
+    times = data.ratings["timestamp"].to_numpy()
+    if kind == "time":
+        return _time_rows(times, test_size)
+    return _user_time_rows(times, data.encoded[1], test_size)
+
+
+def split_data(
+    data: RatingsData, kind: str = "random", seed: int = 42, test_size: float = 0.3
+) -> Split:
+    """The split ``kind`` of ``data`` (:func:`split_rows`) as dense parts."""
+    vocab, user_idx, movie_idx = data.encoded
+    rating = data.ratings["rating"].to_numpy(np.float32)
 
     def part(r: np.ndarray) -> Part:
         return Part(user_idx[r], movie_idx[r], rating[r])
 
-    return Split(vocab, part(train_rows), part(val_rows), part(test_rows))
+    return Split(vocab, *(part(r) for r in split_rows(data, kind, seed, test_size)))
 
 
 def _time_rows(times: np.ndarray, test_size: float) -> tuple[np.ndarray, ...]:

@@ -1,10 +1,12 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.model_selection import train_test_split
 
 from movierec.train.data import load_movielens
-from movierec.train.split import encode_ids, split_ratings
+from movierec.train.split import encode_ids, split_data, split_ratings, split_rows
 from tests.support import real_data
 from tests.synthetic import make_ratings
 
@@ -46,3 +48,65 @@ def test_real_ml100k_split_sizes():
     split = split_ratings(data.ratings)
     assert (len(split.train), len(split.val), len(split.test)) == (70_000, 15_000, 15_000)
     assert (split.vocab.n_users, split.vocab.n_movies) == (943, 1682)
+
+
+def _timed(n_users=30, n_movies=40, n_ratings=1000, seed=3):
+    from movierec.train.data._dataset import RatingsData
+
+    data = make_ratings(n_users=n_users, n_movies=n_movies, n_ratings=n_ratings, seed=seed)
+    frame = data.ratings.copy()
+    # shuffle the times so that file order and time order differ, with ties
+    rng = np.random.default_rng(seed)
+    frame["timestamp"] = rng.integers(0, n_ratings // 3, len(frame))
+    return RatingsData(frame, None, None, "test", (1.0, 5.0), "test:0", Path("mem"))
+
+
+def test_the_random_split_of_split_data_is_the_notebooks():
+    data = _timed()
+    a = split_data(data, "random", seed=42)
+    b = split_ratings(data.ratings, seed=42)
+    for name in ("train", "val", "test"):
+        np.testing.assert_array_equal(getattr(a, name).user_idx, getattr(b, name).user_idx)
+        np.testing.assert_array_equal(getattr(a, name).movie_idx, getattr(b, name).movie_idx)
+
+
+def test_the_time_split_holds_out_the_newest_ratings():
+    data = _timed()
+    train, val, test = split_rows(data, "time")
+    times = data.ratings["timestamp"].to_numpy()
+    assert (train.size, val.size, test.size) == (700, 150, 150)
+    assert times[train].max() <= times[val].min() and times[val].max() <= times[test].min()
+    # ties by file order, each part oldest first; the seed plays no part
+    for rows in (train, val, test):
+        assert np.all(np.diff(times[rows]) >= 0)
+        same = np.flatnonzero(np.diff(times[rows]) == 0)
+        assert np.all(rows[same] < rows[same + 1])
+    again = split_rows(data, "time", seed=7)
+    assert all(np.array_equal(x, y) for x, y in zip((train, val, test), again, strict=True))
+
+
+def test_the_user_time_split_holds_out_each_users_newest():
+    data = _timed()
+    train, val, test = split_rows(data, "user-time")
+    users = data.encoded[1]
+    times = data.ratings["timestamp"].to_numpy()
+    assert train.size + val.size + test.size == len(times)
+    assert set(users[train]) == set(users)  # every user is known to training
+    for user in np.unique(users):
+        own = [rows[users[rows] == user] for rows in (train, val, test)]
+        count = sum(r.size for r in own)
+        held = int(np.floor(count * 0.15 + 0.5))
+        assert (own[1].size, own[2].size) == (held, held)
+        order = np.lexsort((np.concatenate(own), times[np.concatenate(own)]))
+        assert np.array_equal(order, np.arange(count))  # train < validation < test in time
+
+
+def test_a_time_split_needs_times():
+    from movierec.serve_batch.errors import DataError
+
+    data = _timed()
+    untimed = type(data)(
+        data.ratings.drop(columns="timestamp"), None, None, "test", (1.0, 5.0), "t", Path("mem")
+    )
+    with pytest.raises(DataError, match="--split time orders the ratings by time"):
+        split_rows(untimed, "time")

@@ -104,7 +104,7 @@ def convert_ids(
             bad = ~np.isfinite(values) | (values != np.trunc(values)) | (np.abs(values) >= 2**63)
         if bad.any():
             row = int(np.argmax(bad))
-            raise where.row(row, f"expected an integer {kind} ID, got {values[row]!r}")
+            raise where.row(row, f"expected an integer {kind} ID, got {float(values[row])}")
         return pa.array(values.astype(np.int64), type=pa.int64())
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         empty = pc.equal(pc.utf8_length(column), 0)
@@ -144,7 +144,7 @@ def convert_ratings(column: pa.Array | pa.ChunkedArray, where: Where) -> np.ndar
     bad = ~np.isfinite(values)
     if bad.any():
         row = int(np.argmax(bad))
-        raise where.row(row, f"expected a finite rating, got {values[row]!r}")
+        raise where.row(row, f"expected a finite rating, got {float(values[row])}")
     return values
 
 
@@ -164,7 +164,7 @@ def convert_times(column: pa.Array | pa.ChunkedArray, where: Where) -> np.ndarra
         bad = ~np.isfinite(values)
         if bad.any():
             row = int(np.argmax(bad))
-            raise where.row(row, f"expected a time (Unix seconds), got {values[row]!r}")
+            raise where.row(row, f"expected a time (Unix seconds), got {float(values[row])}")
         return np.floor(values).astype(np.int64)
     if pa.types.is_timestamp(t):
         raw = np.asarray(column.cast(pa.int64()).to_numpy(), dtype=np.int64)

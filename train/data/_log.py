@@ -161,11 +161,27 @@ def _same_types(part: Path, first: Path, schema: pa.Schema, want: dict[str, pa.D
                 f"needs the same columns (found: {', '.join(schema.names)})"
             )
         got = schema.field(name).type
-        if got != t:
+        if _kind(got) != _kind(t):
             raise DataError(
                 f"{part}: column {name!r} has type {got}, but {t} in {first}; every part of a "
                 "Parquet folder needs the same column types"
             )
+
+
+def _kind(t: pa.DataType) -> str:
+    """What a column's type means here: parts may differ in width or encoding (int32 and
+    int64, string and large_string, dictionary-encoded text), not in kind."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "number"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "text"
+    if pa.types.is_timestamp(t):
+        return "timestamp"
+    if pa.types.is_date(t):
+        return "date"
+    return str(t)
 
 
 def _read_csv(
