@@ -33,7 +33,9 @@ import pyarrow.parquet as pq
 
 from movierec.serve_batch import contract
 from movierec.serve_batch.errors import ArtifactError
-from movierec.train.split import Part, Vocabulary
+from movierec.train.data import Vocabulary
+from movierec.train.data._vocab import ids_to_arrow
+from movierec.train.split import Part
 
 #: Rows read from the table at a time.
 BATCH_ROWS = 1 << 20
@@ -63,7 +65,7 @@ def measure_lists(
     n_movies = vocab.n_movies
     rating_counts = np.bincount(rated.movie_idx, minlength=n_movies)
 
-    movie_set, user_set = pa.array(vocab.movie_ids), pa.array(vocab.user_ids)
+    movie_set, user_set = ids_to_arrow(vocab.movie_ids), ids_to_arrow(vocab.user_ids)
     shown = np.zeros(n_movies, np.int64)
     known_users = np.zeros(vocab.n_users, bool)
     unknown_users: list[pa.Array] = []

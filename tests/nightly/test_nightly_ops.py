@@ -29,7 +29,8 @@ from movierec.nightly._rollback import RollbackConfig, roll_back
 from movierec.nightly._status import format_status, read_status
 from movierec.nightly.cli import cli
 from movierec.serve_batch.errors import LockHeld, UsageError
-from movierec.train.split import Part, Vocabulary
+from movierec.train.data import Vocabulary
+from movierec.train.split import Part
 from tests.support import assert_self_contained_html, run_nightly_args
 
 V1, V2, V3 = "20250301T021500Z", "20250302T021500Z", "20250303T021500Z"
