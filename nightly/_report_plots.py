@@ -133,8 +133,8 @@ def _stages(plt, nights: list[dict], labels: list[str]):
         ax.bar(range(len(nights)), secs, bottom=bottom, label=name, color=f"C{i % 10}")
         bottom = [b + s for b, s in zip(bottom, secs, strict=True)]
     ax.set_title("wall time by stage (s)")
-    if names:
-        ax.legend(fontsize=6, ncol=min(len(names), 5), loc="upper left")
+    if names:  # beside the bars, never over them
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.005, 1.0))
     _x_axis(ax, labels)
     return fig
 
