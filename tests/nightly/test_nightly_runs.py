@@ -468,3 +468,17 @@ def test_every_run_rewrites_the_html_report(nights) -> None:
         assert nights[night].version in html, night
     assert html.count("<svg") == 5
     assert f"<tr><th>version</th><td>{nights['next'].version}</td></tr>" in html
+
+
+def test_promtool_accepts_the_metrics_file_of_each_kind_of_night(nights) -> None:
+    """``promtool check metrics`` (Debian's prometheus package; skipped where absent) on
+    the file after a published, a refused, a data-gate-refused and a rolled-back night."""
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool is not installed (Debian: apt-get install prometheus)")
+    for night in ("second", "worse", "truncated", "rollback"):
+        text = nights[night].metrics
+        assert text, night
+        check = subprocess.run(
+            ["promtool", "check", "metrics"], input=text, capture_output=True, text=True
+        )
+        assert check.returncode == 0, (night, check.stdout + check.stderr)
