@@ -44,8 +44,7 @@ class Dialect:
                     (schema,),
                 )
         else:
-            master = f"{quote_identifier(schema)}.sqlite_master" if schema else "sqlite_master"
-            cursor.execute(f"SELECT name FROM {master} WHERE type = 'table'")
+            cursor.execute(f"SELECT name FROM {_master(schema)} WHERE type = 'table'")
         return [row[0] for row in cursor.fetchall()]
 
     def kind(self, cursor: Any, name: TableName) -> str | None:
@@ -139,6 +138,11 @@ class Dialect:
         ``seconds`` (PostgreSQL; SQLite writers do not block its readers in this way)."""
         if self.postgresql:
             cursor.execute(f"SET LOCAL lock_timeout = '{int(seconds * 1000)}ms'")
+
+
+def _master(schema: str | None) -> str:
+    """SQLite's catalog table of ``schema`` (an attached database; None: main)."""
+    return f"{quote_identifier(schema)}.sqlite_master" if schema else "sqlite_master"
 
 
 def dialect_of(uri: DatabaseURI) -> Dialect:
