@@ -50,6 +50,8 @@ class DatabaseURI:
     driver_uri: str = field(repr=False, compare=False)
     password: str | None = field(default=None, repr=False, compare=False)
     path: Path | None = None  # SQLite: the database file
+    #: the password as written in the URI, where that differs (partly percent-encoded)
+    password_as_given: str | None = field(default=None, repr=False, compare=False)
 
     def __str__(self) -> str:
         return self.safe
@@ -63,7 +65,9 @@ class DatabaseURI:
         if not self.password:
             return text
         text = text.replace(self.driver_uri, self.safe)
-        for form in {self.password, quote(self.password, safe=""), quote(self.password)}:
+        forms = {self.password, quote(self.password, safe=""), quote(self.password)}
+        forms.add(self.password_as_given or self.password)
+        for form in sorted(forms, key=len, reverse=True):
             text = text.replace(form, MASK)
         return text
 
@@ -88,23 +92,25 @@ def _parse_postgresql(scheme: str, rest: str, text: str) -> DatabaseURI:
     # "@" must be percent-encoded (as libpq requires too)
     end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
     authority, tail = rest[:end], rest[end:]
-    password = None
+    password = given = None
     if "@" in authority:
         userinfo, hosts = authority.rsplit("@", 1)
         user, sep, secret = userinfo.partition(":")
         if sep:
-            password = unquote(secret)
+            password, given = unquote(secret), secret
         authority = f"{user}@{hosts}" if user else hosts
     path, _, query = tail.partition("?")
     if query:
         params = parse_qsl(query, keep_blank_values=True)
         kept = [(k, v) for k, v in params if k != "password"]
-        given = [v for k, v in params if k == "password"]
-        if given:
-            password = given[-1]
+        in_query = [v for k, v in params if k == "password"]
+        if in_query:
+            password = given = in_query[-1]
         query = urlencode(kept, safe="/:,")
     safe = f"{POSTGRESQL}://{authority}{path}" + (f"?{query}" if query else "")
-    return DatabaseURI(POSTGRESQL, safe, driver_uri=text, password=password or None)
+    return DatabaseURI(
+        POSTGRESQL, safe, driver_uri=text, password=password or None, password_as_given=given
+    )
 
 
 def _parse_sqlite(rest: str) -> DatabaseURI:
