@@ -22,8 +22,6 @@ import pytest
 
 from tests.support import WORSE_ARGS, pg_admin, pg_query, run_nightly_cli, with_database
 
-pytestmark = pytest.mark.slow  # three trainings of a few seconds each
-
 TOP_K = 5
 
 
@@ -81,6 +79,7 @@ def nights(pg_server, synthetic_ml100k, tmp_path_factory) -> dict:
         pg_admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.mark.slow  # the fixture trains three times, a few seconds each
 def test_the_first_run_publishes_the_view_and_reports_it(nights) -> None:
     first = nights["first"]
     assert first["code"] == 0, first["err"]
@@ -99,6 +98,7 @@ def test_the_first_run_publishes_the_view_and_reports_it(nights) -> None:
     assert f"recommendations -> {table}" in first["err"].strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_a_refused_candidate_publishes_nothing_in_the_database(nights) -> None:
     worse = nights["worse"]
     assert worse["code"] == 3, worse["err"]
@@ -106,6 +106,7 @@ def test_a_refused_candidate_publishes_nothing_in_the_database(nights) -> None:
     assert "database" not in worse["report"]["stages"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("night", "code", "words"),
     [
@@ -124,6 +125,7 @@ def test_database_failures_stop_the_run_before_training(nights, night, code, wor
     assert run["db"][0] == nights["first"]["db"][0]
 
 
+@pytest.mark.slow
 def test_the_second_run_switches_the_view_and_keep_1_drops_the_first(nights) -> None:
     second, first = nights["second"], nights["first"]
     assert second["code"] == 0, second["err"]
@@ -135,6 +137,7 @@ def test_the_second_run_switches_the_view_and_keep_1_drops_the_first(nights) -> 
     assert second["report"]["database"]["previous"] == first["report"]["version"]
 
 
+@pytest.mark.slow
 def test_the_password_is_nowhere_under_the_home_nor_in_any_output(nights) -> None:
     password = nights["password"].encode()
     files = [p for p in nights["home"].rglob("*") if p.is_file()]
@@ -142,3 +145,27 @@ def test_the_password_is_nowhere_under_the_home_nor_in_any_output(nights) -> Non
     assert [p for p in files if password in p.read_bytes()] == []
     assert [err for err in nights["outputs"] if nights["password"] in err] == []
     assert len(nights["outputs"]) == 6
+
+
+def test_a_bad_publish_uri_is_refused_at_once_without_repeating_it(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from movierec.nightly.cli import cli
+
+    result = CliRunner().invoke(
+        cli,
+        ["--data", str(tmp_path), "--home", str(tmp_path / "h"), "--publish", "mysql://u:pw9@h/db"],
+    )
+    assert result.exit_code == 2
+    assert "expected a database URI (postgresql://USER@HOST:PORT/DB" in result.output
+    assert "pw9" not in result.output and not (tmp_path / "h").exists()
+
+
+def test_the_report_records_the_uri_without_its_password(tmp_path: Path) -> None:
+    from movierec.db import parse_database_uri
+    from movierec.nightly.config import NightlyConfig
+
+    uri = parse_database_uri("postgresql://job:pw9@db:5432/shop")
+    config = NightlyConfig(data=tmp_path, home=tmp_path, publish=uri, publish_table="app.recs")
+    assert config.to_dict()["publish"] == "postgresql://job@db:5432/shop"
+    assert "pw9" not in json.dumps(config.to_dict()) and "pw9" not in repr(config)
