@@ -136,12 +136,16 @@ class StagedVersion:
                 f"{uri}: {self.table} holds {self.rows} rows after the load, the file "
                 f"{parquet} {expected}; nothing was published"
             )
+        with database_errors(uri, f"cannot switch {self.view} to {self.table}"):
+            # long queries on the view end before the switch asks for its lock (here,
+            # not in switch(), which a caller may run with signals held)
+            self.dialect.wait_until_unread(cursor, self.view, UNREAD_WAIT_SECONDS)
 
     def switch(self) -> PublishedTable:
-        """Point the view at this version's table and commit: the publish itself."""
+        """Point the view at this version's table and commit: the publish itself (a
+        fraction of a second, or at most ``SWITCH_LOCK_SECONDS`` waiting for the view)."""
         uri, cursor = self.uri, self.conn.cursor()
         with database_errors(uri, f"cannot switch {self.view} to {self.table}"):
-            self.dialect.wait_until_unread(cursor, self.view, UNREAD_WAIT_SECONDS)
             self.dialect.lock_timeout(cursor, SWITCH_LOCK_SECONDS)
             self.dialect.switch_view(cursor, self.view, self.table)
             self.conn.commit()
