@@ -167,3 +167,24 @@ def test_a_table_holding_the_views_name_is_refused_before_loading(uri, tmp_path)
     with pytest.raises(DataError, match="recs is a table, not a view"):
         publish_table(uri, "recs", V1, recommendations(tmp_path / "a.parquet", 3, 2))
     assert published_versions(uri, "recs") == ([], None)
+
+
+def test_a_view_kept_busy_fails_the_publish_and_changes_nothing(pg_uri, tmp_path, monkeypatch):
+    """A session that keeps the view open (a long query, a transaction left open): the
+    publish waits, then fails as unavailable (exit 74) instead of queueing every reader
+    behind its switch; the load is rolled back."""
+    import adbc_driver_postgresql.dbapi as pg
+
+    from movierec.db import _publish
+    from movierec.serve_batch.errors import DatabaseUnavailable
+
+    publish_table(pg_uri, "recs", V1, recommendations(tmp_path / "a.parquet", 30, 5))
+    monkeypatch.setattr(_publish, "UNREAD_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(_publish, "SWITCH_LOCK_SECONDS", 0.2)
+    with pg.connect(pg_uri) as holder, holder.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM recs")
+        cursor.fetchall()  # its lock on the view lasts until its transaction ends
+        with pytest.raises(DatabaseUnavailable, match="lock timeout"):
+            publish_table(pg_uri, "recs", V2, recommendations(tmp_path / "b.parquet", 40, 5))
+        holder.rollback()
+    assert published_versions(pg_uri, "recs") == ([V1], V1)
