@@ -11,6 +11,7 @@ from movierec.nightly.config import (
     DEFAULT_KEEP,
     DEFAULT_MAX_NDCG_DROP,
     DEFAULT_MAX_RMSE_INCREASE,
+    DEFAULT_PUBLISH_TABLE,
     DEFAULT_TOP_K,
     NightlyConfig,
 )
@@ -47,10 +48,14 @@ One run, named after its UTC start time (VERSION, e.g. 20250101T021500Z):
      rated anywhere in the data, into DIR/recommendations/VERSION.parquet
   7. publish: switch the symlinks DIR/models/current and
      DIR/recommendations/latest.parquet (each atomically), then prune
-     versions beyond --keep (never the one in service)
+     versions beyond --keep (never the one in service); with --publish,
+     first load the table into the database as TABLE_VERSION (bulk load,
+     index on the user column, ANALYZE) and switch the view TABLE to it in
+     the same transaction, together with the links
   8. report: DIR/runs/VERSION.json (every run, also failed ones) and one
      summary line on stderr (also with --quiet)
-An interrupted or killed run leaves current and latest.parquet as they were.
+An interrupted or killed run leaves current and latest.parquet (and the
+database's view) as they were.
 \b
 Tables: user_id, rank, movie_id, predicted_rating, score, cold_start
 [, title], the ID columns named as the data's (e.g. customer_id, rank, sku,
@@ -59,6 +64,23 @@ Tables: user_id, rank, movie_id, predicted_rating, score, cold_start
     + TRAINING_HELP
     + EXIT_CODES_HELP
 )
+
+
+class DatabaseURIType(click.ParamType):
+    """A database URI, parsed at once (movierec.db imported only then); a refusal never
+    repeats the value, which may hold a password."""
+
+    name = "URI"
+
+    def convert(self, value, param, ctx):
+        from movierec.db import parse_database_uri
+
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_database_uri(value)
+        except UsageError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 @click.command(
@@ -136,6 +158,24 @@ Tables: user_id, rank, movie_id, predicted_rating, score, cold_start
     is_flag=True,
     help="Publish even if the gate refuses (the report records it).",
 )
+@click.option(
+    "--publish",
+    type=DatabaseURIType(),
+    default=None,
+    metavar="URI",
+    help="Also publish the table into this database (pip install 'movierec[db]'): "
+    "postgresql://USER@HOST:PORT/DB or sqlite:///PATH. Give the PostgreSQL password in "
+    "~/.pgpass or PGPASSWORD rather than in the URI (a command line is visible to "
+    "every user of the machine); it is never written anywhere.",
+)
+@click.option(
+    "--publish-table",
+    default=DEFAULT_PUBLISH_TABLE,
+    show_default=True,
+    metavar="TABLE",
+    help="--publish: the view readers query (NAME or SCHEMA.NAME); each version's rows "
+    "are in the table TABLE_VERSION behind it.",
+)
 @training_options
 @engine_options(
     "Scoring engine: local = this process; ray = a Ray Data job "
@@ -154,6 +194,8 @@ def cli(
     max_ndcg_drop: float,
     refit: bool,
     force: bool,
+    publish,
+    publish_table: str,
     engine: str,
     address: str | None,
     actors: int | None,
@@ -202,6 +244,8 @@ def cli(
             engine, address=address, actors=actors, threads_per_actor=threads_per_actor
         ),
         quiet=quiet,
+        publish=publish,
+        publish_table=publish_table,
     )
     result = run_nightly(config)
     click.echo(result.summary, err=True)

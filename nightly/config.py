@@ -6,11 +6,14 @@ import dataclasses
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from movierec.serve_batch._config import RayOptions, ScoreJob
 from movierec.serve_batch.errors import UsageError
 from movierec.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from movierec.db import DatabaseURI
 
 #: How to install the Ray engine (the same words as rec-score's).
 RAY_HINT = 'pip install "movierec[ray]"'
@@ -20,6 +23,8 @@ DEFAULT_KEEP = 7
 #: may score on its holdout (test RMSE up, NDCG@10 down) and still be published.
 DEFAULT_MAX_RMSE_INCREASE = 0.01
 DEFAULT_MAX_NDCG_DROP = 0.01
+#: The view ``--publish`` switches (its versions' tables are ``<name>_<VERSION>``).
+DEFAULT_PUBLISH_TABLE = "recommendations"
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,8 @@ class NightlyConfig:
     force: bool = False
     ray: RayOptions | None = None  # None: score with the local engine
     quiet: bool = False
+    publish: DatabaseURI | None = None  # also publish into this database
+    publish_table: str = DEFAULT_PUBLISH_TABLE
 
     @property
     def engine(self) -> str:
@@ -67,6 +74,12 @@ class NightlyConfig:
         )
         if self.ray is not None and importlib.util.find_spec("ray") is None:
             raise UsageError(f"{{engine}} ray needs Ray: {RAY_HINT}", params=("engine",))
+        if self.publish is not None:
+            from movierec.db import check_drivers
+            from movierec.db._names import TableName, version_table
+
+            check_drivers(self.publish)
+            version_table(TableName.parse(self.publish_table), "20250101T000000Z-99")
         self.train.check()
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,6 +94,8 @@ class NightlyConfig:
                 value = dataclasses.asdict(value)
             elif isinstance(value, Path):
                 value = str(value)
+            elif name == "publish" and value is not None:
+                value = str(value)  # the URI without its password
             out[name] = value
         out["engine"] = self.engine
         return out

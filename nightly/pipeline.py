@@ -6,15 +6,18 @@
 4. export into ``DIR/models/VERSION/`` with the parity proof (:func:`run_export`);
 5. gate against the model in service (``GateRefused``: kept as ``rejected-VERSION``);
 6. score the catalog top-k, excluding every rating in the data (:func:`score_catalog`);
-7. publish by switching the ``current`` and ``latest.parquet`` links, then prune;
+7. publish by switching the ``current`` and ``latest.parquet`` links, then prune (with
+   ``publish``: first load the table into the database, and switch its view together
+   with the links, see ``nightly/_database.py``);
 8. report into ``DIR/runs/VERSION.json``, whatever the outcome.
 
 Until step 7 nothing a reader uses is touched, so a failed, interrupted or killed run
-leaves ``current`` and ``latest.parquet`` exactly as they were.
+leaves ``current`` and ``latest.parquet`` (and the database's view) exactly as they were.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -80,6 +83,7 @@ class _Run:
         self.stages = StageLog()
         self.published = False
         self.previous = (home.in_service(), home.latest_table())
+        self.database = _database_target(config)
         self.report: dict[str, Any] = {
             "format": REPORT_FORMAT,
             "version": version,
@@ -103,6 +107,9 @@ class _Run:
             # recorded inside the try: from here on an interruption gets this run's report
             # and its own "left as they were" line
             lock.record(version=version)
+            if self.database is not None:
+                self.report["database"] = self.database.report
+                self.database.check()
             evaluated, final, export_from = self.train(work)
             self.export(export_from, work)
             decision = self.gate(final.metrics)
@@ -268,11 +275,28 @@ class _Run:
         return rows
 
     def publish(self) -> None:
-        home, version = self.home, self.version
-        with self.stages.stage("publish"):
-            home.publish(version)
-            self.published = True
-            self.report["pruned"] = home.prune(self.config.keep)
+        home, version, database = self.home, self.version, self.database
+        with contextlib.ExitStack() as loaded:
+            switch_database = None
+            if database is not None:
+                with self.stages.stage("database"):
+                    switch_database = loaded.enter_context(
+                        database.staged(version, home.table(version), keep=home.versions())
+                    )
+            with self.stages.stage("publish"):
+                with signals_held():  # the view and the links switch together
+                    if switch_database is not None:
+                        switch_database()
+                    try:
+                        home.publish(version)
+                    except BaseException:
+                        if database is not None:
+                            database.undo(database.report.get("previous"))
+                        raise
+                    self.published = True
+                self.report["pruned"] = home.prune(self.config.keep)
+                if database is not None:
+                    database.prune(home.versions())
         log.info("published %s: %s -> %s", version, home.current, version)
 
     # --- the report -------------------------------------------------------------------
@@ -310,8 +334,23 @@ class _Run:
         return (
             f"rec-nightly {self.version}: published in {wall:.1f} s ({self.stages.walls()}); "
             f"gate {decision.decision}: {quality}; {rows['rows']} rows for {rows['users']} "
-            f"users -> {self.home.latest}"
+            f"users -> {self.home.latest}" + self.database_summary()
         )
+
+    def database_summary(self) -> str:
+        if self.database is None:
+            return ""
+        db = self.database.report
+        return f" and {db['target']} ({db['view']} -> {db['table']}, {db['seconds']:.1f} s)"
+
+
+def _database_target(config: NightlyConfig):
+    """The database of ``--publish`` (None without it; only then is movierec.db imported)."""
+    if config.publish is None:
+        return None
+    from movierec.nightly._database import DatabaseTarget
+
+    return DatabaseTarget(config.publish, config.publish_table)
 
 
 def write_ids(path: Path, name: str, ids: pa.Array) -> Path:
