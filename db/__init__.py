@@ -21,7 +21,7 @@ from movierec.db._publish import (
     published_versions,
     stage_version,
 )
-from movierec.db._read import DatabaseRead, fingerprint_table, read_ratings_table
+from movierec.db._read import DatabaseRead, column_names, fingerprint_table, read_ratings_table
 from movierec.db._uri import DatabaseURI, is_database_uri, parse_database_uri
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "PublishedTable",
     "check_drivers",
     "check_target",
+    "column_names",
     "fingerprint_table",
     "is_database_uri",
     "parse_database_uri",

@@ -66,18 +66,12 @@ def read_ratings_table(
     ``DatabaseUnavailable`` (server unreachable, login refused, connection lost).
     """
     uri = parse_database_uri(uri)
-    if (table is None) == (query is None):
-        raise UsageError("give either {table} or {query}", params=("table", "query"))
     cols = "*" if not columns else ", ".join(quote_identifier(c) for c in columns)
-    if table is not None:
-        name = TableName.parse(table)
-        source, what = name.sql, f"table {name}"
+    source, what = _source(table, query)
+    if table is None and not columns:
+        sql = query.strip().rstrip(";").strip()
     else:
-        body = query.strip().rstrip(";").strip()
-        if not body:
-            raise UsageError("{query} is empty", params=("query",))
-        source, what = f"({body}) AS movierec_query", "query"
-    sql = body if table is None and not columns else f"SELECT {cols} FROM {source}"
+        sql = f"SELECT {cols} FROM {source}"
     started = time.perf_counter()
     with connect(uri, read_only=True) as conn:
         cursor = conn.cursor()
@@ -101,6 +95,35 @@ def read_ratings_table(
         source=f"{uri} {what}",
         seconds=time.perf_counter() - started,
     )
+
+
+def column_names(
+    uri: str | DatabaseURI, *, table: str | None = None, query: str | None = None
+) -> list[str]:
+    """The columns of ``table`` or of ``query``'s result (nothing else is read), so that a
+    caller can choose which to read; errors as :func:`read_ratings_table`'s."""
+    uri = parse_database_uri(uri)
+    source, what = _source(table, query)
+    with connect(uri, read_only=True) as conn:
+        cursor = conn.cursor()
+        with database_errors(uri, f"cannot read the {what}"):
+            cursor.execute(f"SELECT * FROM {source} LIMIT 0")
+            names = cursor.fetch_arrow_table().schema.names
+        cursor.close()
+    return names
+
+
+def _source(table: str | None, query: str | None) -> tuple[str, str]:
+    """The SQL ``FROM`` source and the words for it, of a table name or a query."""
+    if (table is None) == (query is None):
+        raise UsageError("give either {table} or {query}", params=("table", "query"))
+    if table is not None:
+        name = TableName.parse(table)
+        return name.sql, f"table {name}"
+    body = query.strip().rstrip(";").strip()
+    if not body:
+        raise UsageError("{query} is empty", params=("query",))
+    return f"({body}) AS movierec_query", "query"
 
 
 def _check_columns(uri: DatabaseURI, cursor, source: str, what: str, columns) -> None:

@@ -27,6 +27,7 @@ from movierec.serve_batch.cli_support import (
 from movierec.serve_batch.errors import UsageError
 from movierec.train.options import (
     TRAINING_HELP,
+    DataSource,
     columns_from_options,
     data_options,
     training_options,
@@ -90,11 +91,12 @@ class DatabaseURIType(click.ParamType):
 )
 @click.option(
     "--data",
-    type=click.Path(exists=True, path_type=Path),
+    type=DataSource(),
     required=True,
     help="Every rating: a Parquet file, a folder of Parquet files, a CSV file (columns "
-    "named by --user-col, --movie-col, --rating-col, --time-col; integer or text IDs), or "
-    "a MovieLens folder (ml-100k, ml-1m or CSV layout).",
+    "named by --user-col, --movie-col, --rating-col, --time-col; integer or text IDs), a "
+    "MovieLens folder (ml-100k, ml-1m or CSV layout), or a database URI with --table or "
+    "--query.",
 )
 @data_options
 @click.option(

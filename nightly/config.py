@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from movierec.db._uri import is_database_uri, parse_database_uri
 from movierec.serve_batch._config import RayOptions, ScoreJob
 from movierec.serve_batch.errors import UsageError
 from movierec.train.config import TrainConfig
@@ -35,7 +36,7 @@ class NightlyConfig:
     run); ``users`` None means every user in the data.
     """
 
-    data: Path
+    data: Path | str  # a database URI is kept as text (it may hold a password)
     home: Path
     train: TrainConfig = field(default_factory=TrainConfig)
     users: Path | None = None
@@ -96,6 +97,8 @@ class NightlyConfig:
                 value = str(value)
             elif name == "publish" and value is not None:
                 value = str(value)  # the URI without its password
+            elif name == "data" and is_database_uri(value):
+                value = str(parse_database_uri(value))  # never the password
             out[name] = value
         out["engine"] = self.engine
         return out

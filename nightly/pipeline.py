@@ -150,7 +150,7 @@ class _Run:
             evaluated = run_training(train_cfg, data)
         ckpt = evaluated.checkpoint
         self.report["data"] = {
-            "path": str(cfg.data),
+            "path": str(data.path),  # a database's URI without its password
             "layout": ckpt.data_layout,
             "fingerprint": ckpt.data_fingerprint,
             "ratings": sum(len(p) for p in (ckpt.split.train, ckpt.split.val, ckpt.split.test)),
