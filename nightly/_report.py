@@ -1,7 +1,7 @@
 """``report.html``: the nights of a home folder on one self-contained page.
 
 Rendered from the run reports alone (``runs/*.json``) with a Jinja2 template shipped in
-the package (``templates/report.html.j2``); the plots are matplotlib SVG inside the page
+the package (``report.html.j2``); the plots are matplotlib SVG inside the page
 (``_report_plots``), and there is no script, stylesheet, font or image to fetch, so the
 file reads the same from a mail attachment as from the server. Written after every run
 as ``DIR/report.html`` and by ``rec-nightly report``.
@@ -117,7 +117,7 @@ def night_row(run: dict[str, Any]) -> dict[str, Any]:
 def _environment():
     import jinja2
 
-    template = resources.files("movierec.nightly").joinpath("templates", TEMPLATE)
+    template = resources.files("movierec.nightly").joinpath(TEMPLATE)
     env = jinja2.Environment(
         loader=jinja2.DictLoader({TEMPLATE: template.read_text(encoding="utf-8")}),
         autoescape=True,

@@ -17,10 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from movierec.nightly._home import Home, version_key
+from movierec.nightly._home import Home, signals_held, version_key
 from movierec.nightly._lock import hold_lock
 from movierec.nightly._outputs import write_run_outputs
 from movierec.nightly._runs import PUBLISHED, ROLLED_BACK, read_runs, write_run_report
+from movierec.nightly.config import DEFAULT_PUBLISH_TABLE
 from movierec.serve_batch.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -29,11 +30,14 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class RollbackConfig:
     """``to``: the version to put in service (None: the one published before the one in
-    service); ``metrics_file``: rewritten afterwards, as after a run."""
+    service); ``metrics_file``: rewritten afterwards, as after a run; ``publish``: the
+    database whose view ``publish_table`` the runs switch (``rec-nightly --publish``)."""
 
     home: Path
     to: str | None = None
     metrics_file: Path | None = None
+    publish: Any = None  # a movierec.db DatabaseURI: its view is pointed at ``to`` too
+    publish_table: str = DEFAULT_PUBLISH_TABLE
 
 
 @dataclass
@@ -67,7 +71,7 @@ def roll_back(
         lock.record(version=version)
         current, table = home.in_service(), home.latest_table()
         target = choose_target(home, config.to, current, table)
-        home.publish(target)
+        database = switch(home, target, config)
         log.info("rolled back: %s -> %s", current, target)
         report = {
             "format": 1,
@@ -79,6 +83,7 @@ def roll_back(
             "in_service_before": {"model": current, "recommendations": table},
             "model": {"version": target, "path": str(home.model_dir(target))},
             "recommendations": {"path": str(home.table(target))},
+            **({"database": database} if database else {}),
             "published": False,
             "exit_code": 0,
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -90,6 +95,25 @@ def roll_back(
         f"rolled back to {target}: {home.current} and {home.latest} point to it (was {current})"
     )
     return RollbackResult(version, report, summary)
+
+
+def switch(home: Home, target: str, config: RollbackConfig) -> dict[str, Any] | None:
+    """Point the links (and the database's view, first) at ``target``, with signals held
+    between the two; a failure of the links puts the view back."""
+    if config.publish is None:
+        home.publish(target)
+        return None
+    from movierec.db import point_view_at
+
+    with signals_held():
+        before = point_view_at(config.publish, config.publish_table, target)
+        try:
+            home.publish(target)
+        except BaseException:
+            if before is not None:
+                point_view_at(config.publish, config.publish_table, before)
+            raise
+    return {"target": str(config.publish), "view": config.publish_table, "from": before}
 
 
 def published_versions(home: Home) -> list[str]:

@@ -15,10 +15,29 @@ from pathlib import Path
 import click
 
 from movierec.nightly._cronlog import RunLog
+from movierec.nightly.config import DEFAULT_PUBLISH_TABLE
 from movierec.serve_batch.cli_support import quiet_option, setup_logging
 from movierec.serve_batch.errors import UsageError
 
 _SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class DatabaseURIType(click.ParamType):
+    """A database URI, parsed at once (movierec.db imported only then); a refusal never
+    repeats the value, which may hold a password."""
+
+    name = "URI"
+
+    def convert(self, value, param, ctx):
+        from movierec.db import parse_database_uri
+
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_database_uri(value)
+        except UsageError as exc:
+            self.fail(str(exc), param, ctx)
+
 
 home_option = click.option(
     "--home",
@@ -73,16 +92,38 @@ def status(home: Path, as_json: bool, keep: int | None) -> None:
 )
 @home_option
 @click.argument("version", required=False)
+@click.option(
+    "--publish",
+    type=DatabaseURIType(),
+    default=None,
+    metavar="URI",
+    help="The database the runs publish into (rec-nightly --publish): point its view at "
+    "VERSION's table too, under the same lock. [default: the links only]",
+)
+@click.option(
+    "--publish-table",
+    default=DEFAULT_PUBLISH_TABLE,
+    show_default=True,
+    metavar="NAME",
+    help="The view the runs switch (rec-nightly --publish-table).",
+)
 @metrics_file_option
 @quiet_option("Warnings, errors and the summary line only.")
 @click.pass_context
 def rollback(
-    ctx: click.Context, home: Path, version: str | None, metrics_file: Path | None, quiet: bool
+    ctx: click.Context,
+    home: Path,
+    version: str | None,
+    publish,
+    publish_table: str,
+    metrics_file: Path | None,
+    quiet: bool,
 ) -> None:
     """Put VERSION back in service: switch DIR/models/current and
-    DIR/recommendations/latest.parquet to it, atomically and under the job's lock, and
-    record a run report with status rolled-back. VERSION defaults to the version
-    published before the one in service; it must be kept (see --keep)."""
+    DIR/recommendations/latest.parquet to it (and with --publish the database's view),
+    atomically and under the job's lock, and record a run report with status
+    rolled-back. VERSION defaults to the version published before the one in service;
+    it must be kept (see --keep)."""
     from movierec.nightly._metrics_file import check_metrics_path
     from movierec.nightly._rollback import RollbackConfig, roll_back
 
@@ -93,7 +134,13 @@ def rollback(
     if metrics_file is not None:
         check_metrics_path(metrics_file)
     result = roll_back(
-        RollbackConfig(home=home, to=version, metrics_file=metrics_file),
+        RollbackConfig(
+            home=home,
+            to=version,
+            metrics_file=metrics_file,
+            publish=publish,
+            publish_table=publish_table,
+        ),
         started=run_log.started if run_log else None,
         on_version=run_log.set_version if run_log else None,
     )

@@ -11,12 +11,13 @@ from pathlib import Path
 import click
 
 from movierec.nightly._cronlog import RunLog, prefixed_stderr
-from movierec.nightly._subcommands import SUBCOMMANDS, metrics_file_option
+from movierec.nightly._subcommands import SUBCOMMANDS, DatabaseURIType, metrics_file_option
 from movierec.nightly.config import (
     DEFAULT_KEEP,
     DEFAULT_MAX_DATA_DROP,
     DEFAULT_MAX_NDCG_DROP,
     DEFAULT_MAX_RMSE_INCREASE,
+    DEFAULT_PUBLISH_TABLE,
     DEFAULT_TOP_K,
     NightlyConfig,
 )
@@ -33,6 +34,7 @@ from movierec.serve_batch.cli_support import (
 from movierec.serve_batch.errors import UsageError
 from movierec.train.options import (
     TRAINING_HELP,
+    DataSource,
     columns_from_options,
     data_options,
     training_options,
@@ -60,12 +62,16 @@ One run, named after its UTC start time (VERSION, e.g. 20250101T021500Z):
      measure its coverage and concentration beside the popularity baseline
   8. publish: switch the symlinks DIR/models/current and
      DIR/recommendations/latest.parquet (each atomically), then prune
-     versions beyond --keep (never the one in service)
+     versions beyond --keep (never the one in service); with --publish,
+     first load the table into the database as TABLE_VERSION (bulk load,
+     index on the user column, ANALYZE) and switch the view TABLE to it in
+     the same transaction, together with the links
   9. report: DIR/runs/VERSION.json (every run, also failed ones),
      DIR/report.html, the --metrics-file, and one summary line on stderr
      (also with --quiet)
-An interrupted or killed run leaves current and latest.parquet as they were.
-Every line on stderr starts with VERSION; the last one gives the exit status.
+An interrupted or killed run leaves current and latest.parquet (and the
+database's view) as they were. Every line on stderr starts with VERSION; the
+last one gives the exit status.
 \b
 Tables: user_id, rank, movie_id, predicted_rating, score, cold_start
 [, title], the ID columns named as the data's (e.g. customer_id, rank, sku,
@@ -85,12 +91,12 @@ Tables: user_id, rank, movie_id, predicted_rating, score, cold_start
 )
 @click.option(
     "--data",
-    type=click.Path(exists=True, path_type=Path),
+    type=DataSource(),
     default=None,
     help="Every rating: a Parquet file, a folder of Parquet files, a CSV file (columns "
-    "named by --user-col, --movie-col, --rating-col, --time-col; integer or text IDs), or "
-    "a MovieLens folder (ml-100k, ml-1m or CSV layout). [default: $MOVIEREC_DATA, else "
-    "the cached ml-100k download, as rec-train]",
+    "named by --user-col, --movie-col, --rating-col, --time-col; integer or text IDs), a "
+    "MovieLens folder (ml-100k, ml-1m or CSV layout), or a database URI with --table or "
+    "--query. [default: $MOVIEREC_DATA, else the cached ml-100k download, as rec-train]",
 )
 @data_options
 @click.option(
@@ -166,6 +172,24 @@ Tables: user_id, rank, movie_id, predicted_rating, score, cold_start
     help="Train and publish even if the data gate or the quality gate refuses (the "
     "report records it).",
 )
+@click.option(
+    "--publish",
+    type=DatabaseURIType(),
+    default=None,
+    metavar="URI",
+    help="Also publish the table into this database (pip install 'movierec[db]'): "
+    "postgresql://USER@HOST:PORT/DB or sqlite:///PATH. Give the PostgreSQL password in "
+    "~/.pgpass or PGPASSWORD rather than in the URI (a command line is visible to "
+    "every user of the machine); it is never written anywhere.",
+)
+@click.option(
+    "--publish-table",
+    default=DEFAULT_PUBLISH_TABLE,
+    show_default=True,
+    metavar="TABLE",
+    help="--publish: the view readers query (NAME or SCHEMA.NAME); each version's rows "
+    "are in the table TABLE_VERSION behind it.",
+)
 @training_options
 @engine_options(
     "Scoring engine: local = this process; ray = a Ray Data job "
@@ -188,6 +212,8 @@ def cli(
     metrics_file: Path | None,
     refit: bool,
     force: bool,
+    publish,
+    publish_table: str,
     engine: str,
     address: str | None,
     actors: int | None,
@@ -257,6 +283,8 @@ def cli(
             engine, address=address, actors=actors, threads_per_actor=threads_per_actor
         ),
         quiet=quiet,
+        publish=publish,
+        publish_table=publish_table,
     )
     started = run_log.started if run_log else None
     on_version = run_log.set_version if run_log else None

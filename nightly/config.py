@@ -6,11 +6,15 @@ import dataclasses
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from movierec.db._uri import is_database_uri, parse_database_uri
 from movierec.serve_batch._config import RayOptions, ScoreJob
 from movierec.serve_batch.errors import UsageError
 from movierec.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from movierec.db import DatabaseURI
 
 #: How to install the Ray engine (the same words as rec-score's).
 RAY_HINT = 'pip install "movierec[ray]"'
@@ -23,6 +27,8 @@ DEFAULT_MAX_NDCG_DROP = 0.01
 #: The data gate's default: the largest shrink of the ratings, users or movies since the
 #: last published run that still trains (a truncated export loses far more).
 DEFAULT_MAX_DATA_DROP = 0.1
+#: The view ``--publish`` switches (its versions' tables are ``<name>_<VERSION>``).
+DEFAULT_PUBLISH_TABLE = "recommendations"
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,7 @@ class NightlyConfig:
     ``metrics_file``: a Prometheus textfile written after every run.
     """
 
-    data: Path | None
+    data: Path | str | None  # a database URI is kept as text (it may hold a password)
     home: Path
     train: TrainConfig = field(default_factory=TrainConfig)
     users: Path | None = None
@@ -50,6 +56,8 @@ class NightlyConfig:
     force: bool = False
     ray: RayOptions | None = None  # None: score with the local engine
     quiet: bool = False
+    publish: DatabaseURI | None = None  # also publish into this database
+    publish_table: str = DEFAULT_PUBLISH_TABLE
 
     @property
     def engine(self) -> str:
@@ -83,6 +91,12 @@ class NightlyConfig:
         )
         if self.ray is not None and importlib.util.find_spec("ray") is None:
             raise UsageError(f"{{engine}} ray needs Ray: {RAY_HINT}", params=("engine",))
+        if self.publish is not None:
+            from movierec.db import check_drivers
+            from movierec.db._names import TableName, version_table
+
+            check_drivers(self.publish)
+            version_table(TableName.parse(self.publish_table), "20250101T000000Z-99")
         self.train.check()
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,6 +111,10 @@ class NightlyConfig:
                 value = dataclasses.asdict(value)
             elif isinstance(value, Path):
                 value = str(value)
+            elif name == "publish" and value is not None:
+                value = str(value)  # the URI without its password
+            elif name == "data" and is_database_uri(value):
+                value = str(parse_database_uri(value))  # never the password
             out[name] = value
         out["engine"] = self.engine
         return out

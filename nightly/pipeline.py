@@ -9,16 +9,19 @@
 6. gate against the model in service (``GateRefused``: kept as ``rejected-VERSION``);
 7. score the catalog top-k, excluding every rating in the data (:func:`score_catalog`),
    and measure the lists' coverage and concentration (``_list_quality``);
-8. publish by switching the ``current`` and ``latest.parquet`` links, then prune;
+8. publish by switching the ``current`` and ``latest.parquet`` links, then prune (with
+   ``publish``: first load the table into the database, and switch its view together
+   with the links, see ``nightly/_database.py``);
 9. report into ``DIR/runs/VERSION.json``, whatever the outcome, then ``DIR/report.html``
    and the metrics file (``_outputs``).
 
 Until step 7 nothing a reader uses is touched, so a failed, interrupted or killed run
-leaves ``current`` and ``latest.parquet`` exactly as they were.
+leaves ``current`` and ``latest.parquet`` (and the database's view) exactly as they were.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -104,6 +107,7 @@ class _Run:
         self.exit_code: int | None = None
         self.counts = None  # tonight's data counts, once loaded
         self.previous = (home.in_service(), home.latest_table())
+        self.database = _database_target(config)
         self.report: dict[str, Any] = {
             "format": REPORT_FORMAT,
             "version": version,
@@ -127,6 +131,9 @@ class _Run:
             # recorded inside the try: from here on an interruption gets this run's report
             # and its own "left as they were" line
             lock.record(version=version)
+            if self.database is not None:
+                self.report["database"] = self.database.report
+                self.database.check()
             data = self.load()
             self.data_gate()
             evaluated, final, export_from = self.train(work, data)
@@ -220,7 +227,11 @@ class _Run:
         from movierec.train.refit import refit_on_all_ratings
 
         cfg = self.config
-        train_cfg = cfg.train.with_(data=data.path, artifacts=work / "evaluation", quiet=cfg.quiet)
+        train_cfg = cfg.train.with_(
+            data=cfg.data if cfg.data is not None else data.path,  # what was resolved
+            artifacts=work / "evaluation",
+            quiet=cfg.quiet,
+        )
         with self.stages.stage("train"):
             evaluated = run_training(train_cfg, data=data)
         ckpt = evaluated.checkpoint
@@ -373,11 +384,28 @@ class _Run:
         )
 
     def publish(self) -> None:
-        home, version = self.home, self.version
-        with self.stages.stage("publish"):
-            home.publish(version)
-            self.published = True
-            self.report["pruned"] = home.prune(self.config.keep)
+        home, version, database = self.home, self.version, self.database
+        with contextlib.ExitStack() as loaded:
+            switch_database = None
+            if database is not None:
+                with self.stages.stage("database"):
+                    switch_database = loaded.enter_context(
+                        database.staged(version, home.table(version), keep=home.versions())
+                    )
+            with self.stages.stage("publish"):
+                with signals_held():  # the view and the links switch together
+                    if switch_database is not None:
+                        switch_database()
+                    try:
+                        home.publish(version)
+                    except BaseException:
+                        if database is not None:
+                            database.undo(database.report.get("previous"))
+                        raise
+                    self.published = True
+                self.report["pruned"] = home.prune(self.config.keep)
+                if database is not None:
+                    database.prune(home.versions())
         log.info("published %s: %s -> %s", version, home.current, version)
 
     # --- the report -------------------------------------------------------------------
@@ -422,7 +450,23 @@ class _Run:
             f"published in {wall:.1f} s ({self.stages.walls()}); data gate "
             f"{self.report['data_gate']['decision']}; gate {decision.decision}: {quality}; "
             f"{rows['rows']} rows for {rows['users']} users, {coverage} -> {self.home.latest}"
+            + self.database_summary()
         )
+
+    def database_summary(self) -> str:
+        if self.database is None:
+            return ""
+        db = self.database.report
+        return f" and {db['target']} ({db['view']} -> {db['table']}, {db['seconds']:.1f} s)"
+
+
+def _database_target(config: NightlyConfig):
+    """The database of ``--publish`` (None without it; only then is movierec.db imported)."""
+    if config.publish is None:
+        return None
+    from movierec.nightly._database import DatabaseTarget
+
+    return DatabaseTarget(config.publish, config.publish_table)
 
 
 def write_ids(path: Path, name: str, ids: pa.Array) -> Path:

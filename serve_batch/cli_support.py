@@ -21,6 +21,7 @@ import click
 
 from movierec.serve_batch._config import ENGINES
 from movierec.serve_batch.errors import (
+    DatabaseUnavailable,
     GateRefused,
     Interrupted,
     LockHeld,
@@ -43,6 +44,7 @@ _ERROR_CODES: tuple[tuple[type[MovieRecError], int], ...] = (
     (GateRefused, EXIT_REFUSED),
     (LockHeld, EXIT_LOCKED),
     (StorageError, EXIT_OS_ERROR),
+    (DatabaseUnavailable, EXIT_OS_ERROR),
     (MovieRecError, EXIT_BAD_INPUT),
 )
 
@@ -66,7 +68,8 @@ Exit codes (the same for every movierec command):
   3    refused by the data gate or the quality gate (rec-nightly; nothing
        published)
   74   an operating-system error while reading or writing, e.g. disk full
-       (one line naming the path and the error)
+       (one line naming the path and the error), or a database that cannot
+       be reached, refused the login or lost the connection
   75   another run holds the lock (rec-nightly; names its PID and start time)
   130  interrupted by SIGINT (Ctrl-C), 143 by SIGTERM (one line saying what was
        left untouched)

@@ -3,8 +3,9 @@ the exit codes every command shares.
 
 A ``MovieRecError`` means "expected, explain it in one line": bad input or usage (2),
 a refusal by the data or the quality gate (3), an operating-system error while reading
-or writing (74), another run holding the lock (75). ``Interrupted`` is a signal that stopped the run
-(130, 143). Anything else that escapes a command is a bug (1, with a traceback).
+or writing or a database that cannot be reached (74), another run holding the lock (75).
+``Interrupted`` is a signal that stopped the run (130, 143). Anything else that escapes
+a command is a bug (1, with a traceback).
 """
 
 from __future__ import annotations
@@ -83,6 +84,13 @@ class StorageError(MovieRecError):
 
     def __reduce__(self):  # keeps the two arguments through pickling (Ray workers)
         return (type(self), (self.path, self.reason))
+
+
+class DatabaseUnavailable(MovieRecError):
+    """A database could not be reached or used for a reason outside the data: the server
+    is down or unreachable, it refused the login, the connection was lost, it is out of
+    disk or a lock stayed busy. Exit 74 like an OS error: trying again later may work.
+    (A missing table or column, a bad query or a denied permission is a ``DataError``.)"""
 
 
 class Interrupted(BaseException):

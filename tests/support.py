@@ -556,3 +556,65 @@ def assert_self_contained_html(html: str) -> None:
         assert ref.startswith("#"), ref
     for ref in re.findall(r"url\(\s*([^)]*)\)", html):
         assert ref.strip("'\" ").startswith("#"), ref
+
+
+# --- PostgreSQL for the database tests ---------------------------------------------------
+#: A server the database tests use (any database on it; each test gets its own database).
+PG_URI_ENV = "MOVIEREC_TEST_PG"
+#: "1": the database tests fail instead of skipping when no server can be had (CI sets it).
+PG_REQUIRE_ENV = "MOVIEREC_REQUIRE_PG"
+#: "0": never start a throwaway server (use $MOVIEREC_TEST_PG or skip).
+PG_START_ENV = "MOVIEREC_TEST_PG_START"
+PG_SERVER_SCRIPT = Path(__file__).resolve().parents[1] / ".ci" / "pg_server"
+
+
+@contextlib.contextmanager
+def postgres_server():
+    """``(uri, why)``: $MOVIEREC_TEST_PG, else a throwaway server started (and stopped
+    afterwards) by ``.ci/pg_server``, as CI does; ``(None, why)`` where neither can be had."""
+    import subprocess
+
+    given = os.environ.get(PG_URI_ENV)
+    if given:
+        yield given, None
+        return
+    if os.environ.get(PG_START_ENV) == "0":
+        yield None, f"no server: {PG_URI_ENV} is unset and {PG_START_ENV}=0"
+        return
+    env = {**os.environ, "PG_SERVER_NO_INSTALL": "1"}
+    started = subprocess.run(
+        [str(PG_SERVER_SCRIPT), "start"], capture_output=True, text=True, env=env, check=False
+    )
+    if started.returncode != 0:
+        yield None, f"no server: {PG_URI_ENV} is unset and {started.stderr.strip()}"
+        return
+    folder, uri = started.stdout.split()
+    try:
+        yield uri, None
+    finally:
+        subprocess.run([str(PG_SERVER_SCRIPT), "stop", folder], capture_output=True, check=False)
+
+
+def pg_admin(uri: str, *statements: str) -> None:
+    """Run statements in autocommit (CREATE/DROP DATABASE cannot run in a transaction)."""
+    import adbc_driver_postgresql.dbapi as pg
+
+    with pg.connect(uri, autocommit=True) as conn, conn.cursor() as cursor:
+        for sql in statements:
+            cursor.execute(sql)
+
+
+def pg_query(uri: str, sql: str, params: tuple = ()) -> list[tuple]:
+    """Rows of one query (the PostgreSQL driver, as a test's own client)."""
+    import adbc_driver_postgresql.dbapi as pg
+
+    with pg.connect(uri, autocommit=True) as conn, conn.cursor() as cursor:
+        cursor.execute(sql, params or None)
+        return cursor.fetchall()
+
+
+def with_database(uri: str, name: str) -> str:
+    """``uri`` naming the database ``name`` instead."""
+    base, _, rest = uri.rpartition("/")
+    query = rest.partition("?")[2]
+    return f"{base}/{name}" + (f"?{query}" if query else "")

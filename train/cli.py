@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 import click
 
@@ -20,6 +19,7 @@ from movierec.serve_batch.cli_support import (
 from movierec.train.config import TrainConfig
 from movierec.train.options import (
     TRAINING_HELP,
+    DataSource,
     columns_from_options,
     data_options,
     training_options,
@@ -61,11 +61,12 @@ UNTOUCHED = (
 )
 @click.option(
     "--data",
-    type=click.Path(path_type=Path),
+    type=DataSource(),
     default=None,
-    help="The ratings: a Parquet file, a folder of Parquet files, a CSV file, or a "
-    "MovieLens folder (any of the three layouts). [default: $MOVIEREC_DATA, else the "
-    "cached ml-100k download]",
+    help="The ratings: a Parquet file, a folder of Parquet files, a CSV file, a MovieLens "
+    "folder (any of the three layouts), or a database URI (postgresql://USER@HOST:PORT/DB "
+    "or sqlite:///PATH, with --table or --query; pip install 'movierec[db]'). "
+    "[default: $MOVIEREC_DATA, else the cached ml-100k download]",
 )
 @data_options
 @artifacts_option("Output folder for the checkpoint, metrics and plots.")

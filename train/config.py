@@ -6,6 +6,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from movierec.db._uri import is_database_uri, parse_database_uri
 from movierec.serve_batch.errors import UsageError
 from movierec.train.data import Columns
 
@@ -75,12 +76,19 @@ LARGE_DATA_DEFAULTS = dict(
 class TrainConfig:
     """What to train, on what data, and where to put the artifacts."""
 
-    data: Path | None = None
+    #: The ratings: a file or folder, or a database URI (``postgresql://``, ``sqlite:///``)
+    #: with ``table`` or ``query``; None: $MOVIEREC_DATA, else the ml-100k download.
+    data: Path | str | None = None
     artifacts: Path = Path("artifacts")
     #: The ratings table's column names (a MovieLens folder keeps its own).
     columns: Columns = field(default_factory=Columns)
-    #: Items table (Parquet or CSV) with the movies' titles, keyed by ``columns.movie``.
-    items: Path | None = None
+    #: Items table with the movies' titles, keyed by ``columns.movie``: a Parquet or CSV
+    #: file, or (with a database ``data``) a table of that database.
+    items: Path | str | None = None
+    #: A table of the database ``data`` names (``NAME`` or ``SCHEMA.NAME``) ...
+    table: str | None = None
+    #: ... or a ``SELECT`` whose result is the ratings.
+    query: str | None = None
     #: How the ratings are split: "random" (the seed notebook's), "time" or "user-time"
     #: (``movierec.train.split``).
     split: str = "random"
@@ -200,6 +208,18 @@ class TrainConfig:
             raise bad("implicit_movie_cap", "0 (no cap) or more")
         if self.threads < 1:
             raise bad("threads", "at least 1")
+        if is_database_uri(self.data):
+            if (self.table is None) == (self.query is None):
+                raise UsageError(
+                    "a database as {data} needs {table} NAME or {query} SELECT (one of them)",
+                    params=("data", "table", "query"),
+                )
+        elif self.table is not None or self.query is not None:
+            raise UsageError(
+                "{table} and {query} read from a database: give {data} a database URI "
+                "(postgresql://USER@HOST:PORT/DB or sqlite:///PATH)",
+                params=("table", "query", "data"),
+            )
         if self.split not in SPLITS:
             raise bad("split", f"one of {', '.join(SPLITS)}")
         if self.rank_head not in RANK_HEADS:
@@ -221,9 +241,13 @@ class TrainConfig:
         """JSON-ready copy for the checkpoint, the metrics and the model's metadata, which
         every rec-score manifest repeats: paths by ``recorded_path``, never absolute."""
         d = asdict(self)
-        d["data"] = recorded_path(self.data, self.artifacts)
+        if is_database_uri(self.data):
+            d["data"] = str(parse_database_uri(self.data))  # never the password
+            d["items"] = self.items
+        else:
+            d["data"] = recorded_path(self.data, self.artifacts)
+            d["items"] = recorded_path(self.items, self.artifacts)
         d["artifacts"] = recorded_path(self.artifacts, self.artifacts)
-        d["items"] = recorded_path(self.items, self.artifacts)
         d["columns"] = self.columns.to_dict()
         d["hidden"] = list(self.hidden)
         return d

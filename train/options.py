@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from movierec.db._uri import is_database_uri, parse_database_uri
+from movierec.serve_batch.errors import UsageError
 from movierec.train.config import PRESETS, SPLITS
 from movierec.train.data import Columns
 
@@ -253,13 +255,26 @@ _DATA_OPTIONS = [
         "timestamp, where the table has it]",
     ),
     click.option(
+        "--table",
+        default=None,
+        metavar="NAME",
+        help="With a database URI as --data: the table of ratings (NAME or SCHEMA.NAME).",
+    ),
+    click.option(
+        "--query",
+        default=None,
+        metavar="SELECT",
+        help="With a database URI as --data: a SELECT whose result is the ratings (instead "
+        "of --table).",
+    ),
+    click.option(
         "--items",
-        type=click.Path(exists=True, path_type=Path),
         default=None,
         metavar="PATH",
-        help="Items table (Parquet file or folder, or CSV) with the movies' titles, keyed by "
-        "--movie-col, for the title column of the tables. [default: none; a MovieLens "
-        "folder reads its own movie file]",
+        help="Items table (Parquet file or folder, or CSV; with a database as --data, a "
+        "table of that database) with the movies' titles, keyed by --movie-col, for the "
+        "title column of the tables. [default: none; a MovieLens folder reads its own "
+        "movie file]",
     ),
     click.option(
         "--title-col",
@@ -277,6 +292,24 @@ _DATA_OPTIONS = [
         "15% before those validation). [default: random]",
     ),
 ]
+
+
+class DataSource(click.ParamType):
+    """``--data``: a database URI kept as text (never shown back: it may hold a password),
+    anything else a path."""
+
+    name = "PATH|URI"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, Path) or not isinstance(value, str):
+            return value
+        if is_database_uri(value):
+            try:
+                parse_database_uri(value)
+            except UsageError as exc:
+                self.fail(exc.render(), param, ctx)
+            return value
+        return Path(value)
 
 
 def data_options(func: Callable) -> Callable:

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from movierec.db._uri import is_database_uri
 from movierec.serve_batch import contract
 from movierec.serve_batch.atomic import atomic_path
 from movierec.serve_batch.errors import UsageError
@@ -216,11 +217,14 @@ def choose_rank_mix(
 def load_data(config: TrainConfig) -> RatingsData:
     """The ratings ``config`` names (``config.data``, else $MOVIEREC_DATA, else the cached
     ml-100k download), read with its columns and items table."""
+    source = config.data if is_database_uri(config.data) else resolve_data_path(config.data)
     data = load_ratings(
-        resolve_data_path(config.data),
+        source,
         config.columns,
         config.items,
         need_time=config.split in TIME_SPLITS,
+        table=config.table,
+        query=config.query,
     )
     vocab = data.encoded[0]
     log.info(
@@ -338,7 +342,11 @@ def train_on_split(
         split=describe_split(split, config.split, config.test_size),
         trained_on=trained_on,
         data={
-            "path": recorded_path(data.path, config.artifacts),
+            "path": (
+                data.path
+                if isinstance(data.path, str)
+                else recorded_path(data.path, config.artifacts)
+            ),
             "layout": data.layout,
             "fingerprint": data.fingerprint,
             **data.counts(),

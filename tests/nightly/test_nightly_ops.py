@@ -447,3 +447,35 @@ def test_a_metrics_file_the_collector_would_not_read_is_refused_first(tmp_path: 
     )
     assert code == 2 and "the folder" in err and "does not exist" in err
     assert not (tmp_path / "h").exists()  # refused before the home was touched
+
+
+def test_rollback_points_the_database_view_with_the_links(tmp_path: Path) -> None:
+    """With --publish, the view the runs switch goes back to the version too (SQLite)."""
+    pytest.importorskip("adbc_driver_sqlite")
+    from movierec.db import parse_database_uri, prune_tables, published_versions, stage_version
+
+    home = published_home(tmp_path / "home", (V1, V2, V3), service=V3)
+    uri = parse_database_uri(f"sqlite:///{tmp_path / 'recs.db'}")
+    for v in (V1, V2, V3):
+        with stage_version(uri, "recommendations", v, home.table(v)) as staged:
+            staged.switch()
+    assert published_versions(uri, "recommendations")[1] == V3
+    code, err = run_nightly_args(
+        ["rollback", "--home", str(home.root), "--publish", str(uri), "--quiet"]
+    )
+    assert code == 0, err
+    assert published_versions(uri, "recommendations")[1] == V2
+    assert (home.in_service(), home.latest_table()) == (V2, V2)
+    report = read_status(home.root)["last_run"]
+    assert report["status"] == "rolled-back"
+    run = json.loads(next(p for p in home.runs.iterdir() if p.stem > V3).read_text())
+    assert run["database"] == {"target": str(uri), "view": "recommendations", "from": V3}
+    # a version whose table the database no longer has: refused, nothing changes
+    prune_tables(uri, "recommendations", keep=[V2, V3])
+    code, err = run_nightly_args(["rollback", "--home", str(home.root), "--publish", str(uri), V1])
+    assert code == 2 and "does not exist (pruned?)" in err, err
+    assert published_versions(uri, "recommendations")[1] == V2
+    assert (home.in_service(), home.latest_table()) == (V2, V2)
+    code, err = run_nightly_args(["rollback", "--home", str(home.root), "--publish", str(uri), V3])
+    assert code == 0, err
+    assert published_versions(uri, "recommendations")[1] == V3 and home.in_service() == V3

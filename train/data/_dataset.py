@@ -44,7 +44,9 @@ class RatingsData:
     layout: str
     rating_scale: tuple[float, float]
     fingerprint: str
-    path: Path
+    #: Where the ratings were read: a file or folder; for a database, its URI (without
+    #: password) and table or "query".
+    path: Path | str
     columns: Columns = field(default_factory=Columns)
     duplicates_dropped: int = 0
 

@@ -64,19 +64,37 @@ def read_items(path: Path, columns: Columns, movie_ids_are_text: bool) -> pd.Dat
                 )
         except (pa.ArrowInvalid, OSError, EOFError) as exc:
             raise DataError(f"{file}: not a readable items table ({exc})".splitlines()[0]) from exc
-        ids = convert_ids(
-            table.column(columns.movie), Where(str(file), columns.movie), "movie", fmt == "csv"
-        )
-        if movie_ids_are_text and not pa.types.is_string(ids.type):
-            ids = ids.cast(pa.string())
-        elif not movie_ids_are_text and not pa.types.is_integer(ids.type):
-            raise DataError(
-                f"{file}: column {columns.movie!r} holds text IDs, but the ratings' movie IDs "
-                "are integers; the items table must use the ratings' movie IDs"
-            )
-        titles = table.column(columns.title).cast(pa.string())
-        tables.append((file, ids, pc.fill_null(titles, "")))
+        tables.append(_titles(file, table, columns, movie_ids_are_text, fmt == "csv"))
     return _frame(tables, columns)
+
+
+def read_database_items(
+    uri: str, table: str, columns: Columns, movie_ids_are_text: bool
+) -> pd.DataFrame:
+    """:func:`read_items` of a table in a database (``--items`` beside ``--data URI``)."""
+    from movierec.db import read_ratings_table
+
+    read = read_ratings_table(uri, table=table, columns=[columns.movie, columns.title])
+    found = _titles(read.source, read.table, columns, movie_ids_are_text, False)
+    return _frame([found], columns)
+
+
+def _titles(
+    source, table: pa.Table, columns: Columns, movie_ids_are_text: bool, text_ids: bool
+) -> tuple:
+    """``(source, movie IDs of the ratings' type, titles)`` of one items table."""
+    ids = convert_ids(
+        table.column(columns.movie), Where(str(source), columns.movie), "movie", text_ids
+    )
+    if movie_ids_are_text and not pa.types.is_string(ids.type):
+        ids = ids.cast(pa.string())
+    elif not movie_ids_are_text and not pa.types.is_integer(ids.type):
+        raise DataError(
+            f"{source}: column {columns.movie!r} holds text IDs, but the ratings' movie IDs "
+            "are integers; the items table must use the ratings' movie IDs"
+        )
+    titles = table.column(columns.title).cast(pa.string())
+    return (source, ids, pc.fill_null(titles, ""))
 
 
 def _check(file: Path, present: list[str], wanted: list[str]) -> None:

@@ -93,6 +93,22 @@ def read_log(path: Path, columns: Columns, need_time: bool) -> LogColumns:
         return LogColumns(*found, layout=layout, digest=digest.result())
 
 
+def read_database_log(
+    uri: str, table: str | None, query: str | None, columns: Columns, need_time: bool
+) -> LogColumns:
+    """The ratings of a database ``table`` or ``query`` (``movierec.db``, ADBC: Arrow record
+    batches, no Python object per row), converted as a Parquet file's columns are."""
+    from movierec.db import column_names, parse_database_uri, read_ratings_table
+
+    present = column_names(uri, table=table, query=query)
+    source = f"{parse_database_uri(uri)} {'table ' + table if table else 'query'}"
+    wanted = _wanted(columns, present, source, need_time)
+    read = read_ratings_table(uri, table=table, query=query, columns=wanted)
+    found = _convert(read.table, wanted, read.source, text_ids=False)
+    # the reader's fingerprint is "database:sha256:<hex>" of what was read
+    return LogColumns(*found, layout="database", digest=read.fingerprint.rsplit(":", 1)[1])
+
+
 def _digest(parts: list[Path], root: Path) -> str:
     """SHA-256 of the parts' names (relative to the folder) and bytes, in order."""
     h = hashlib.sha256()
