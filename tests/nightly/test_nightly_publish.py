@@ -95,7 +95,8 @@ def test_the_first_run_publishes_the_view_and_reports_it(nights) -> None:
     assert db["target"] == nights["uri"].replace(f":{nights['password']}@", "@")
     assert first["report"]["config"]["publish"] == db["target"]
     assert first["report"]["stages"]["database"]["status"] == "done"
-    assert f"recommendations -> {table}" in first["err"].strip().splitlines()[-1]
+    summary, last = first["err"].strip().splitlines()[-2:]  # the summary, the exit status
+    assert f"recommendations -> {table}" in summary and last.endswith("rec-nightly exit 0 (done)")
 
 
 @pytest.mark.slow
@@ -118,7 +119,8 @@ def test_a_refused_candidate_publishes_nothing_in_the_database(nights) -> None:
 def test_database_failures_stop_the_run_before_training(nights, night, code, words) -> None:
     run = nights[night]
     assert run["code"] == code, run["err"]
-    error = [line for line in run["err"].splitlines() if line.startswith("Error: ")]
+    version = run["report"]["version"]  # every line starts with it
+    error = [line for line in run["err"].splitlines() if line.startswith(f"{version} Error: ")]
     assert len(error) == 1 and words in error[0]
     assert "Traceback" not in run["err"]
     assert run["report"]["status"] == "failed" and "train" not in run["report"]["stages"]
