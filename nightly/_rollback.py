@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from movierec.nightly._home import Home, signals_held, version_key
 from movierec.nightly._lock import hold_lock
@@ -23,6 +24,9 @@ from movierec.nightly._outputs import write_run_outputs
 from movierec.nightly._runs import PUBLISHED, ROLLED_BACK, read_runs, write_run_report
 from movierec.nightly.config import DEFAULT_PUBLISH_TABLE
 from movierec.serve_batch.errors import UsageError
+
+if TYPE_CHECKING:
+    from movierec.db._uri import DatabaseURI
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,7 @@ class RollbackConfig:
     home: Path
     to: str | None = None
     metrics_file: Path | None = None
-    publish: Any = None  # a movierec.db DatabaseURI: its view is pointed at ``to`` too
+    publish: DatabaseURI | None = None  # its view is pointed at ``to`` too
     publish_table: str = DEFAULT_PUBLISH_TABLE
 
 
@@ -51,7 +55,7 @@ def roll_back(
     config: RollbackConfig,
     *,
     started: datetime | None = None,
-    on_version=None,
+    on_version: Callable[[str], None] | None = None,
 ) -> RollbackResult:
     """Switch the service to ``config.to`` (see the module docstring).
 

@@ -114,7 +114,7 @@ def rollback(
     ctx: click.Context,
     home: Path,
     version: str | None,
-    publish,
+    publish: object,
     publish_table: str,
     metrics_file: Path | None,
     quiet: bool,
