@@ -157,7 +157,7 @@ def known_pairs(val: Part, train: Part, n_users: int, n_movies: int) -> Part:
 def fit(
     model: RecommenderNet,
     train: Part,
-    val: Part,
+    val: Part | None,
     config: TrainConfig,
     *,
     val_in_train: bool = False,
@@ -166,14 +166,17 @@ def fit(
 
     Each epoch shuffles with a generator seeded from ``config.seed``, then slices
     batches straight out of the tensors: no per-row ``Dataset.__getitem__``.
-    ``val_in_train``: ``val`` is part of ``train`` (a refit for a fixed epoch count), so
-    its RMSE is logged as in-sample and no epoch is announced as the best.
+    ``val_in_train`` (or no ``val``): the validation ratings are part of ``train`` (a refit
+    for a fixed epoch count), so no epoch is judged on them: there is no validation pass
+    (at 25M ratings one costs about 5 s), and the weights of the last epoch are kept.
     """
     gen = torch.Generator().manual_seed(config.seed)
     u, m, r = as_tensors(train)
     optimizers = make_optimizers(model, config)
     config = config.for_data(len(r))
-    val = known_pairs(val, train, model.config.n_users, model.config.n_movies)
+    judged = val is not None and not val_in_train
+    if judged:
+        val = known_pairs(val, train, model.config.n_users, model.config.n_movies)
     n, bs = len(r), config.batch_size
     rank_head = (
         model.config.rank_factors > 0 and config.rank_head == "bpr" and config.rank_weight > 0
@@ -189,7 +192,7 @@ def fit(
         else None
     )
     evaluated = ema.module if ema is not None else model
-    best_rmse, best_state, stale = math.inf, copy.deepcopy(model.state_dict()), 0
+    best_rmse, best_state, stale = math.inf, None, 0
     start = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         model.train()
@@ -221,8 +224,12 @@ def fit(
             bar.update(len(idx))
         bar.close()
         train_mse = total / n
-        val_rmse = float(np.sqrt(np.mean((predict_part(evaluated, val) - val.rating) ** 2)))
         history.train_loss.append(train_mse)
+        if not judged:
+            history.best_epoch = epoch
+            log.info("epoch %d/%d  train_mse %.4f", epoch, config.epochs, train_mse)
+            continue
+        val_rmse = float(np.sqrt(np.mean((predict_part(evaluated, val) - val.rating) ** 2)))
         history.val_rmse.append(val_rmse)
         improved = val_rmse < best_rmse - 1e-6
         if improved:
@@ -230,26 +237,20 @@ def fit(
             history.best_epoch = epoch
         else:
             stale += 1
-        if val_in_train:
-            log.info(
-                "epoch %d/%d  train_mse %.4f  (in-sample val_rmse %.4f)",
-                epoch,
-                config.epochs,
-                train_mse,
-                val_rmse,
-            )
-        else:
-            log.info(
-                "epoch %d/%d  train_mse %.4f  val_rmse %.4f%s",
-                epoch,
-                config.epochs,
-                train_mse,
-                val_rmse,
-                "  *best" if improved else "",
-            )
+        log.info(
+            "epoch %d/%d  train_mse %.4f  val_rmse %.4f%s",
+            epoch,
+            config.epochs,
+            train_mse,
+            val_rmse,
+            "  *best" if improved else "",
+        )
         if config.patience and stale >= config.patience:
             log.info("early stop: no improvement in %d epochs", config.patience)
             break
-    model.load_state_dict(best_state)
+    if ema is not None and not judged:
+        model.load_state_dict(evaluated.state_dict())  # the average, as a judged run keeps
+    elif best_state is not None:
+        model.load_state_dict(best_state)
     history.seconds = time.perf_counter() - start
     return history

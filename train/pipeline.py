@@ -364,11 +364,9 @@ def train_on_split(
     return model, history, metrics
 
 
-def build_and_fit(
-    config: TrainConfig, data: RatingsData, split: Split
-) -> tuple[RecommenderNet, History]:
-    """The network of ``config`` for this split (side information and implicit lists from
-    its training part), trained with early stopping on its validation part."""
+def build_model(config: TrainConfig, data: RatingsData, split: Split) -> RecommenderNet:
+    """The network of ``config`` for this split, initialised (seeded), with its side
+    information and the implicit terms' neighbour lists of its training part."""
     if config.side_features:
         uf, mf = user_features(data.users, split.vocab), movie_features(data.movies, split.vocab)
     else:
@@ -381,6 +379,15 @@ def build_and_fit(
     )
     model.set_side_features(torch.from_numpy(uf), torch.from_numpy(mf))
     model.set_neighbours(*neighbours)
+    return model
+
+
+def build_and_fit(
+    config: TrainConfig, data: RatingsData, split: Split
+) -> tuple[RecommenderNet, History]:
+    """:func:`build_model`, trained with early stopping on the split's validation part (or
+    for ``config.epochs`` where validation is in the training part)."""
+    model = build_model(config, data, split)
     history = fit(model, split.train, split.val, config, val_in_train=split.val_in_train)
     return model, history
 

@@ -13,7 +13,7 @@ from movierec.train.checkpoint import load_checkpoint
 from movierec.train.config import TrainConfig
 from movierec.train.loop import predict_part
 from movierec.train.metrics import rating_errors
-from movierec.train.refit import REFIT_KEY, refit_on_all_ratings
+from movierec.train.refit import CONTINUE_EPOCHS, REFIT_KEY, refit_on_all_ratings
 from tests.support import TINY
 
 #: One torch thread: on a busy 2-core machine the default took 10x longer (13-29 s).
@@ -50,18 +50,54 @@ class _Lines(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def test_refit_learns_every_rating_for_the_best_epoch_count(refit) -> None:
+def test_refit_continues_from_the_evaluated_weights_on_every_rating(refit) -> None:
     evaluated, result = refit
     split = evaluated.split
     n_all = len(split.train) + len(split.val) + len(split.test)
     ckpt = result.checkpoint
     assert len(ckpt.split.train) == n_all
-    assert result.history.epochs_run == evaluated.metrics["best_epoch"]
-    assert ckpt.train_config["epochs"] == evaluated.metrics["best_epoch"]
+    assert result.history.epochs_run == CONTINUE_EPOCHS
+    assert ckpt.train_config["epochs"] == CONTINUE_EPOCHS
+    assert result.metrics[REFIT_KEY]["from"] == "evaluated"
     # the held-out ratings are now learned: the refit model fits them better
     before = rating_errors(predict_part(evaluated.model, split.test), split.test.rating)["rmse"]
     after = rating_errors(predict_part(ckpt.model, split.test), split.test.rating)["rmse"]
     assert after < before
+    # it started where the evaluation run ended: one epoch moved the weights a little,
+    # where a network started from scratch would be far from them
+    a = evaluated.model.state_dict()["mlp.0.weight"]
+    b = ckpt.model.state_dict()["mlp.0.weight"]
+    assert float((a - b).norm() / a.norm()) < 0.5
+
+
+def test_a_refit_from_scratch_trains_for_the_best_epoch_count(synthetic_ml100k, refit) -> None:
+    evaluated, _ = refit
+    config = TrainConfig.for_arch("hybrid", data=synthetic_ml100k, **CONFIG)
+    result = refit_on_all_ratings(config, evaluated, start="scratch")
+    assert result.history.epochs_run == evaluated.metrics["best_epoch"]
+    assert result.metrics[REFIT_KEY]["from"] == "scratch"
+    split = evaluated.split
+    before = rating_errors(predict_part(evaluated.model, split.test), split.test.rating)["rmse"]
+    after = rating_errors(predict_part(result.checkpoint.model, split.test), split.test.rating)
+    assert after["rmse"] < before
+
+
+def test_the_refit_fits_the_item_item_head_on_every_rating(refit) -> None:
+    """The head's rank columns are the closed form of all ratings, with the evaluation
+    run's lambda: unlike the evaluated model's, fit on train + validation."""
+    import torch
+
+    from movierec.train import item_item
+    from movierec.train.pipeline import item_item_spectrum
+
+    evaluated, result = refit
+    ckpt = result.checkpoint
+    lam = evaluated.metrics["rank_head"]["lambda_multiple"]
+    spec = item_item_spectrum(ckpt.model, ckpt.split, [ckpt.split.train], ckpt.train_config["seed"])
+    user, movie = item_item.head_factors(spec, lam)
+    uc = ckpt.model.ucols["rank"]
+    torch.testing.assert_close(ckpt.model.user_table.weight[:, uc], torch.from_numpy(user))
+    assert result.metrics[REFIT_KEY]["item_item_fit_on"] == "every rating"
 
 
 def test_refit_keeps_the_holdout_metrics_and_the_rank_mix(refit) -> None:
@@ -72,7 +108,7 @@ def test_refit_keeps_the_holdout_metrics_and_the_rank_mix(refit) -> None:
     info = m[REFIT_KEY]
     assert info["refit"] is True
     assert info["ratings"] == len(result.checkpoint.split.train)
-    assert info["epochs"] == evaluated.metrics["best_epoch"]
+    assert info["epochs"] == CONTINUE_EPOCHS
     chosen = evaluated.metrics["rank_mix"]["chosen"]
     assert info["rank_mix"] == chosen
     assert float(result.checkpoint.model.rank_mix) == pytest.approx(chosen)
@@ -91,9 +127,12 @@ def test_refit_refuses_data_that_changed(refit, synthetic_ml100k) -> None:
     assert np.isfinite(float(evaluated.model.rank_mix))
 
 
-def test_the_refit_log_says_its_validation_figures_are_in_sample(refit) -> None:
-    """The refit trains on the validation ratings: no epoch is called the best."""
+def test_the_refit_judges_no_epoch_on_ratings_it_trains_on(refit) -> None:
+    """The refit trains on the validation ratings: no validation pass, no epoch called the
+    best, the last epoch kept."""
     _, result = refit
     epochs = [line for line in result.log_lines if line.startswith("epoch ")]
     assert len(epochs) == result.history.epochs_run
-    assert all("in-sample val_rmse" in line and "*best" not in line for line in epochs)
+    assert all("val_rmse" not in line and "*best" not in line for line in epochs)
+    assert result.history.val_rmse == []
+    assert result.history.best_epoch == result.history.epochs_run
