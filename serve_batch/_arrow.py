@@ -78,6 +78,20 @@ def indices_with_nulls(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return out, valid
 
 
+def string_lengths(values: pa.Array) -> np.ndarray:
+    """Byte lengths of a ``string`` or ``large_string`` array's values, from its offsets
+    (``pc.binary_length`` compared with a Python number would probe for pandas)."""
+    wide = pa.types.is_large_string(values.type)
+    dtype = np.int64 if wide else np.int32
+    n = len(values)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    offsets = np.frombuffer(
+        values.buffers()[1], dtype, count=n + 1, offset=values.offset * (8 if wide else 4)
+    )
+    return np.diff(offsets).astype(np.int64)
+
+
 def null_mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """True where ``values`` is null, as a numpy bool array."""
     return to_numpy(values.is_null())

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from movierec.serve_batch import contract
-from movierec.serve_batch._arrow import null_mask, to_numpy
+from movierec.serve_batch._arrow import null_mask, string_lengths, to_numpy
 from movierec.serve_batch._idvalues import Ids, as_arrow_strings
 from movierec.serve_batch.errors import DataError
 
@@ -158,7 +158,7 @@ def convert_string_id_column(
             "got a null (missing) value"
         )
     values = as_arrow_strings(column)
-    empty = to_numpy(pc.equal(pc.binary_length(values), 0))
+    empty = string_lengths(values) == 0
     if empty.any():
         row = int(np.argmax(empty))
         raise DataError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -67,3 +68,46 @@ def test_fallback_means_follow_ids_and_default() -> None:
 def test_bad_index_is_refused(index: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         build_idmap(index, {}, 3.0)
+
+
+# --- string IDs -----------------------------------------------------------------------------
+
+TEXT = st.one_of(st.text(max_size=6), st.sampled_from(["7", "007", "07", " 7", "7 ", "Ω", "ω"]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(TEXT.filter(bool), min_size=1, max_size=40, unique=True),
+    st.lists(TEXT.filter(bool), max_size=60),
+    st.randoms(use_true_random=False),
+)
+def test_string_lookup_matches_a_dict_exactly(ids: list[str], raw: list[str], rnd) -> None:
+    rows = list(range(len(ids)))
+    rnd.shuffle(rows)
+    index = dict(zip(ids, rows, strict=True))
+    means = {k: float(i) for i, k in enumerate(ids[::2])}
+    idmap = build_idmap(index, means, 3.0, id_type="string")
+    assert idmap.ids.to_pylist() == sorted(ids)  # code point order, as Python sorts str
+    probe = raw + ids
+    got_rows, known, pos = idmap.lookup(pa.array(probe, pa.string()))
+    want_rows, want_known = reference(index, probe)
+    assert known.tolist() == want_known
+    assert [r if k else -1 for r, k in zip(got_rows.tolist(), known, strict=True)] == want_rows
+    assert [idmap.ids[int(p)].as_py() for p in pos[known]] == [p for p in probe if p in index]
+    assert idmap.means.tolist() == [means.get(k, 3.0) for k in sorted(ids)]
+    # the table order: known IDs by code point, then unknown ones by code point
+    codes = idmap.sort_codes(pa.array(probe, pa.string()), known, pos)
+    by_code = [p for _, p in sorted(zip(codes.tolist(), probe, strict=True))]
+    want = sorted(probe, key=lambda p: (p not in index, p))
+    assert by_code == want
+    assert len(set(codes.tolist())) == len(set(probe))  # equal codes <=> equal IDs
+
+
+def test_string_maps_refuse_duplicates_and_keep_leading_zeros() -> None:
+    idmap = build_idmap({"007": 0, "7": 1}, {}, 3.0, id_type="string")
+    rows, known, _ = idmap.lookup(pa.array(["7", "007", "07"]))
+    assert rows[known].tolist() == [1, 0] and known.tolist() == [True, True, False]
+    with pytest.raises(ValueError, match="share one embedding row"):
+        build_idmap({"a": 0, "b": 0}, {}, 3.0, id_type="string")
+    with pytest.raises(ValueError, match="invalid literal"):
+        build_idmap({"a": 0}, {}, 3.0)  # read as integer IDs
