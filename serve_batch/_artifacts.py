@@ -536,6 +536,8 @@ def as_ids(values: Any, id_type: str, name: str, kind: str) -> Ids:
     """IDs given to the Python API as the scorer holds them: int64 numpy for integer IDs,
     an Arrow string array for string IDs; ``DataError`` naming ``name`` otherwise."""
     if id_type == contract.ID_TYPE_STRING:
+        if isinstance(values, (list, tuple)) and all(isinstance(v, str) for v in values):
+            values = strings_from_list(list(values))  # numpy's str type drops trailing NULs
         if not is_text(values):
             arr = np.asarray(values)
             if arr.ndim != 1:

@@ -128,10 +128,8 @@ def _parse_integer_keys(body: bytes, dtype: type) -> IdTable | None:
         or body.count(b'":') != pairs
     ):
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a short read is caught by the count below
-        numbers = np.fromstring(body.translate(_SEPARATORS), dtype=dtype, sep=" ")
-    if numbers.size != 2 * pairs:
+    numbers = _numbers(body.translate(_SEPARATORS), dtype)
+    if numbers is None or numbers.size != 2 * pairs:
         return None
     keys = numbers[0::2]
     ids = keys.astype(np.int64)
@@ -168,10 +166,8 @@ def _parse_text_keys(body: bytes, dtype: type) -> IdTable | None:
     rest[separators] = _SPACE
     if rest[~inside & ~separators].tobytes().translate(None, _DIGITS + b".-+eE"):
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        values = np.fromstring(rest.tobytes(), dtype=dtype, sep=" ")
-    if values.size != pairs:
+    values = _numbers(rest.tobytes(), dtype)
+    if values is None or values.size != pairs:
         return None
     table = IdTable(None, values, body)
     keys = _cut_keys(body, pairs)
@@ -179,6 +175,17 @@ def _parse_text_keys(body: bytes, dtype: type) -> IdTable | None:
         return None
     table._keys.append(keys)
     return table
+
+
+def _numbers(text: bytes, dtype: type) -> np.ndarray | None:
+    """Space-separated numbers of ``text``; None where something else stops the read
+    (a key such as "E" passes the character check of the float tables)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numpy < 2 warns on a short read: the count tells
+        try:
+            return np.fromstring(text, dtype=dtype, sep=" ")
+        except ValueError:  # numpy >= 2 raises instead
+            return None
 
 
 def _cut_keys(body: bytes, pairs: int) -> pa.Array | None:

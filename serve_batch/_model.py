@@ -229,6 +229,9 @@ def _as_table(data: Any, name: str, column: str | None = None) -> tuple[pa.Table
     if column is not None:  # a sequence of IDs
         if isinstance(data, (pa.Array, pa.ChunkedArray)):
             return pa.table({column: data}), "ids"
+        if isinstance(data, (list, tuple)) and data and all(isinstance(v, str) for v in data):
+            # not through numpy: its str type drops trailing NULs ("a\x00" -> "a")
+            return pa.Table.from_arrays([strings_from_list(list(data))], names=[column]), "ids"
         values = np.asarray(data) if not isinstance(data, str) else np.empty((0, 0))
         if values.ndim == 1 and values.dtype.kind in "iuf":
             return pa.Table.from_arrays([from_numpy(values)], names=[column]), "ids"
