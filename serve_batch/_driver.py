@@ -36,7 +36,7 @@ from movierec.serve_batch._catalog_job import (
 from movierec.serve_batch._config import ScoreConfig, ScoreJob
 from movierec.serve_batch._executors import Executor, open_executor
 from movierec.serve_batch._id_schema import IdSchema
-from movierec.serve_batch._idvalues import Ids, distinct
+from movierec.serve_batch._idvalues import Ids, column_ids, distinct
 from movierec.serve_batch._io import (
     FORMATS,
     ROW_GROUP_ROWS,
@@ -55,7 +55,6 @@ from movierec.serve_batch._pairs import (
     PairsBlockFn,
     PairsSpec,
     PairsTotals,
-    block_ids,
     log_pairs_summary,
     pairs_spec,
 )
@@ -456,7 +455,7 @@ class _PairsMode(_Mode):
                 "k": job.top_k,
                 "path": str(self.topk.path),
                 "rows": table.num_rows,
-                "users": len(distinct(block_ids(table.column(0).combine_chunks()))),
+                "users": len(distinct(column_ids(table.column(0).combine_chunks()))),
             }
         return details
 

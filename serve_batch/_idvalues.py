@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from movierec.serve_batch import contract
-from movierec.serve_batch._arrow import from_numpy, strings_from_list
+from movierec.serve_batch._arrow import from_numpy, strings_from_list, to_numpy
 
 #: Either kind of ID array.
 Ids = np.ndarray | pa.Array
@@ -27,6 +27,13 @@ SHOW_CHARS = 40
 def is_text(ids: Ids) -> bool:
     """Whether ``ids`` are string IDs (an Arrow array), not integers (numpy)."""
     return isinstance(ids, (pa.Array, pa.ChunkedArray))
+
+
+def column_ids(column: pa.Array) -> Ids:
+    """An ID column already converted to the model's type (``movierec.serve_batch._ids``)
+    as the scorer holds IDs: int64 numpy (a view of the Arrow buffer), or the Arrow string
+    array itself."""
+    return column if pa.types.is_string(column.type) else to_numpy(column)
 
 
 def empty_ids(id_type: str) -> Ids:

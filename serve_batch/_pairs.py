@@ -20,7 +20,7 @@ from movierec.serve_batch._arrow import from_numpy, to_numpy
 from movierec.serve_batch._artifacts import Artifacts
 from movierec.serve_batch._config import ScoreJob
 from movierec.serve_batch._id_schema import IdSchema
-from movierec.serve_batch._idvalues import Ids, keep, take
+from movierec.serve_batch._idvalues import column_ids, keep, take
 from movierec.serve_batch._io import Block
 from movierec.serve_batch._tally import ErrorMetrics, UnknownTally
 from movierec.serve_batch._topk import TitleLookup, TopKAccumulator, select_top_k
@@ -129,8 +129,8 @@ def score_pairs_block(
     batch = block.table
     schema = batch.schema
     ui, mi = schema.get_field_index(spec.user_col), schema.get_field_index(spec.movie_col)
-    users, movies = block_ids(batch.column(ui)), block_ids(batch.column(mi))
-    user_found, movie_found = arts.users.lookup(users), arts.movies.lookup(movies)
+    users, movies = column_ids(batch.column(ui)), column_ids(batch.column(mi))
+    user_found, movie_found = arts.lookup_ids(users, movies)
     tally = UnknownTally()
     tally.add(users, movies, ~user_found[1], ~movie_found[1], block.first_row)
     n = batch.num_rows
@@ -168,12 +168,6 @@ def score_pairs_block(
         arrays = (users, movies, pred.ratings, pred.rank_scores, pred.cold_start)
         result.topk = tuple(take(a, idx) for a in arrays)
     return result
-
-
-def block_ids(column: pa.Array) -> Ids:
-    """A block's converted ID column as the scorer holds IDs: int64 numpy, or the Arrow
-    string array itself."""
-    return column if pa.types.is_string(column.type) else to_numpy(column)
 
 
 class PairsBlockFn:
