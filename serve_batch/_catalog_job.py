@@ -16,9 +16,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from movierec.serve_batch._arrow import indices_with_nulls
 from movierec.serve_batch._artifacts import Artifacts, format_first_ids
 from movierec.serve_batch._catalog import score_user_block
 from movierec.serve_batch._config import ScoreJob
@@ -35,6 +33,7 @@ from movierec.serve_batch._idvalues import (
 )
 from movierec.serve_batch._io import Input, read_blocks
 from movierec.serve_batch._sorting import sorted_unique
+from movierec.serve_batch._string_index import StringIndex
 from movierec.serve_batch._topk import topk_schema
 from movierec.serve_batch.errors import DataError
 
@@ -114,11 +113,12 @@ def order_users(arts: Artifacts, users: Ids) -> Ids:
     return take(users, np.argsort(arts.users.sort_codes(users, known, pos), kind="stable"))
 
 
-def user_positions(users: Ids, wanted: Ids) -> tuple[np.ndarray, np.ndarray]:
+def user_positions(users: Ids | StringIndex, wanted: Ids) -> tuple[np.ndarray, np.ndarray]:
     """Where each of ``wanted`` is in the distinct ``users`` (ordered as
-    :func:`order_users` gives them), and whether it is there at all."""
-    if is_text(users):
-        return indices_with_nulls(pc.index_in(wanted, value_set=users))
+    :func:`order_users` gives them; string IDs through their :class:`StringIndex`), and
+    whether it is there at all."""
+    if isinstance(users, StringIndex):
+        return users.positions(wanted)
     if users.size == 0:
         return np.zeros(wanted.size, np.int64), np.zeros(wanted.size, bool)
     at = np.minimum(np.searchsorted(users, wanted), users.size - 1)
@@ -135,6 +135,7 @@ def read_exclusions(
     """
     n_movies = len(arts.movies)
     keys, rows = [], 0
+    where = StringIndex(users) if is_text(users) else users  # built once for every block
     for part in inp.parts:
         for block in read_blocks(
             part,
@@ -147,7 +148,7 @@ def read_exclusions(
             if len(users) == 0:
                 continue
             u, m = column_ids(block.table.column(0)), column_ids(block.table.column(1))
-            upos, user_hit = user_positions(users, u)
+            upos, user_hit = user_positions(where, u)
             _, movie_known, mpos = arts.movies.lookup(m)
             hit = user_hit & movie_known
             keys.append(upos[hit] * n_movies + mpos[hit])

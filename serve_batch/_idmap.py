@@ -6,8 +6,9 @@ binary search: one gather per value, several times faster on random IDs. Both gi
 same answer (tested).
 
 String IDs: the IDs sorted by code point (the order Arrow sorts strings in) as an Arrow
-string array, and ``pyarrow.compute.index_in`` against it: a hash lookup per value in
-Arrow's C++ code, no Python object per ID.
+string array, found through a ``StringIndex`` (``movierec.serve_batch._string_index``):
+``pyarrow.compute.index_in``, or a hash table built once for large sets; no Python
+object per ID either way.
 
 Both maps answer ``lookup(ids) -> (rows, known, pos)``, where ``pos`` indexes the IDs in
 sorted order, so ordering known IDs by ``pos`` is ordering them by ID.
@@ -24,9 +25,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from movierec.serve_batch import contract
-from movierec.serve_batch._arrow import from_numpy, indices_with_nulls, to_numpy
+from movierec.serve_batch._arrow import from_numpy, to_numpy
 from movierec.serve_batch._idvalues import show, strings, take
 from movierec.serve_batch._mapping_json import IdTable
+from movierec.serve_batch._string_index import StringIndex
 
 #: Build the dense table when ``max_id - min_id`` is below this many entries
 #: (8 bytes each) or 16 x the number of IDs, whichever is larger...
@@ -103,6 +105,7 @@ class StringIdMap:
     ids: pa.Array  # string, sorted by code point, unique
     rows: np.ndarray  # int64, embedding row of ids[i]
     means: np.ndarray  # float32, fallback mean of ids[i]
+    index: StringIndex  # finds positions in ids
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -110,7 +113,7 @@ class StringIdMap:
     def lookup(self, raw_ids: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return ``(rows, known, pos)`` of string IDs; ``rows``/``pos`` are 0 where
         ``known`` is False. ``pos`` indexes ``ids``/``means`` (sorted order)."""
-        pos, known = indices_with_nulls(pc.index_in(raw_ids, value_set=self.ids))
+        pos, known = self.index.positions(raw_ids)
         return self.rows[pos], known, pos
 
     def ids_at(self, pos: np.ndarray) -> pa.Array:
@@ -186,12 +189,13 @@ def _build_string_idmap(index: Mapping, means: Mapping, default_mean: float) -> 
         if same.any():
             raise ValueError(f"ID {show(ids[1:][int(np.argmax(same))].as_py())} appears twice")
     _check_rows(rows)
+    index = StringIndex(ids)
     mean_of = np.full(len(ids), default_mean, dtype=np.float64)
     if len(means):
         mean_keys, mean_vals = _keys_and_values(means, np.float64)
-        pos, hit = indices_with_nulls(pc.index_in(mean_keys, value_set=ids))
+        pos, hit = index.positions(mean_keys)
         mean_of[pos[hit]] = mean_vals[hit]
-    return StringIdMap(ids=ids, rows=rows, means=mean_of.astype(np.float32))
+    return StringIdMap(ids=ids, rows=rows, means=mean_of.astype(np.float32), index=index)
 
 
 def _keys_and_values(table: Mapping, dtype: type) -> tuple[pa.Array, np.ndarray]:

@@ -23,7 +23,8 @@ import pyarrow.compute as pc
 from movierec.serve_batch import contract
 from movierec.serve_batch._arrow import from_numpy, strings_from_list, to_numpy
 from movierec.serve_batch._id_schema import IdSchema
-from movierec.serve_batch._idvalues import Ids, concat, is_text, take, to_arrow
+from movierec.serve_batch._idvalues import Ids, concat, take, to_arrow
+from movierec.serve_batch._string_index import StringIndex
 
 _TITLE_FIELD = pa.field(contract.TITLE_COL, pa.string(), nullable=True)
 
@@ -56,10 +57,12 @@ class TitleLookup:
 
     def __init__(self, titles: dict, id_type: str = contract.ID_TYPE_INT) -> None:
         names = strings_from_list([str(v) for v in titles.values()])
+        self._index: StringIndex | None = None
         if id_type == contract.ID_TYPE_STRING:
             keys = strings_from_list([str(k) for k in titles])
             order = to_numpy(pc.sort_indices(keys)).astype(np.int64)
             self._ids: Ids = take(keys, order)
+            self._index = StringIndex(self._ids)
         else:
             ids = np.fromiter(titles.keys(), dtype=np.int64, count=len(titles))
             order = np.argsort(ids)
@@ -71,21 +74,25 @@ class TitleLookup:
 
     def lookup(self, movie_ids: Ids) -> pa.Array:
         """Titles of ``movie_ids`` in order; null where the mapping has none."""
-        if is_text(self._ids):
+        if self._index is not None:
             if not len(self._ids):
                 return pa.nulls(len(movie_ids), pa.string())
-            return self._titles.take(pc.index_in(movie_ids, value_set=self._ids))
+            at, found = self._index.positions(movie_ids)
+            return self._titles.take(_valid_where(at, found))
         movie_ids = np.asarray(movie_ids, dtype=np.int64)
         if not self._ids.size:
             return pa.nulls(movie_ids.size, pa.string())
         at = np.minimum(np.searchsorted(self._ids, movie_ids), self._ids.size - 1)
         found = self._ids[at] == movie_ids
-        # indices with a validity bitmap (null where the mapping has no title): take()
-        # gives null there; built from buffers so pyarrow never probes for pandas
-        at = np.ascontiguousarray(at, dtype=np.int64)
-        valid = pa.py_buffer(np.packbits(found, bitorder="little"))
-        index = pa.Array.from_buffers(pa.int64(), at.size, [valid, pa.py_buffer(at)])
-        return self._titles.take(index)
+        return self._titles.take(_valid_where(at, found))
+
+
+def _valid_where(at: np.ndarray, found: np.ndarray) -> pa.Array:
+    """Indices with a validity bitmap (null where not ``found``): ``take()`` gives null
+    there. Built from buffers, so pyarrow never probes for pandas."""
+    at = np.ascontiguousarray(at, dtype=np.int64)
+    valid = pa.py_buffer(np.packbits(found, bitorder="little"))
+    return pa.Array.from_buffers(pa.int64(), at.size, [valid, pa.py_buffer(at)])
 
 
 def select_top_k(
