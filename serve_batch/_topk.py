@@ -202,9 +202,9 @@ class TopKAccumulator:
         self._pending_rows = 0
 
     def _codes(self, side: int, ids: Ids) -> np.ndarray:
-        if self.maps is None:
-            return ids
-        idmap = self.maps[side]
+        idmap = None if self.maps is None else self.maps[side]
+        if idmap is None or idmap.id_type == contract.ID_TYPE_INT:
+            return ids  # integer IDs are their own codes
         _, known, pos = idmap.lookup(ids)
         return idmap.sort_codes(ids, known, pos)
 
