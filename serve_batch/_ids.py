@@ -151,13 +151,13 @@ def convert_string_id_column(
             f"{where}: expected string {kind} IDs, but the column has type {column.type} "
             "(accepted: strings, or integers read as their decimal text)"
         )
-    if column.null_count:
-        row = int(np.flatnonzero(null_mask(column))[0])
+    values = as_arrow_strings(column)  # a dictionary's null values become nulls here
+    if values.null_count:
+        row = int(np.flatnonzero(null_mask(values))[0])
         raise DataError(
             f"{where} row {row_offset + row} (0-based data row): expected a string {kind} ID, "
             "got a null (missing) value"
         )
-    values = as_arrow_strings(column)
     empty = string_lengths(values) == 0
     if empty.any():
         row = int(np.argmax(empty))

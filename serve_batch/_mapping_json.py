@@ -77,8 +77,7 @@ def loads_mapping(data: bytes) -> object:
         if start < 0 or data.find(marker, start + 1) >= 0:
             return json.loads(data)
         body = start + len(marker)
-        end = _object_end(data, body)
-        table = _parse_flat(data[body:end], dtype) if end >= 0 else None
+        table, end = _parse_flat(data, body, dtype)
         if table is None:
             return json.loads(data)
         tables[path] = table
@@ -108,12 +107,19 @@ def _object_end(data: bytes, body: int) -> int:
     return end
 
 
-def _parse_flat(body: bytes, dtype: type) -> IdTable | None:
-    """``"id":value,...`` -> :class:`IdTable`, or None where the text is anything else."""
-    if not body:
-        return IdTable(np.zeros(0, np.int64), np.zeros(0, dtype), body)
-    table = _parse_integer_keys(body, dtype)
-    return table if table is not None else _parse_text_keys(body, dtype)
+def _parse_flat(data: bytes, body: int, dtype: type) -> tuple[IdTable | None, int]:
+    """The flat object ``"id":value,...}`` at ``data[body:]`` -> (:class:`IdTable`, the
+    index of its ``}``), or ``(None, -1)`` where the text is anything else."""
+    end = data.find(b"}", body)  # integer keys hold no "}": the first one ends the object
+    if end < 0:
+        return None, -1
+    if end == body:
+        return IdTable(np.zeros(0, np.int64), np.zeros(0, dtype), b""), end
+    table = _parse_integer_keys(data[body:end], dtype)
+    if table is None:
+        end = _object_end(data, body)
+        table = _parse_text_keys(data[body:end], dtype) if end >= 0 else None
+    return table, end
 
 
 def _parse_integer_keys(body: bytes, dtype: type) -> IdTable | None:
