@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from movierec.serve_batch import contract
 from movierec.serve_batch._arrow import from_numpy, strings_from_list, to_numpy
+from movierec.serve_batch._sorting import sorted_unique
 
 #: Either kind of ID array.
 Ids = np.ndarray | pa.Array
@@ -97,11 +98,7 @@ def first_distinct(ids: Ids, count: int) -> list:
 
 def distinct(ids: Ids) -> Ids:
     """Distinct IDs, in no particular order for strings (ascending for integers)."""
-    if is_text(ids):
-        return pc.unique(ids)
-    from movierec.serve_batch._sorting import sorted_unique
-
-    return sorted_unique(ids)
+    return pc.unique(ids) if is_text(ids) else sorted_unique(ids)
 
 
 def as_arrow_strings(values: pa.Array) -> pa.Array:

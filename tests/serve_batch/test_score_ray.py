@@ -197,6 +197,7 @@ def test_catalog_graph_tables_match_local_bit_for_bit(
     assert json.loads(json.dumps(local["exclude"])) == ray["exclude"]
 
 
+@pytest.mark.slow  # two Ray jobs: about 7 s
 def test_string_ids_give_the_local_tables(ray_local, fake_strings, tmp_path: Path) -> None:
     """A string-ID model under customer_id / sku: pairs with top-k (unknown IDs, 3 read
     tasks) and catalog mode with exclusions, the same files as the local engine."""
