@@ -205,10 +205,12 @@ def measure_model(name: str, folder: Path | None, args, roof: list[float]) -> di
         "pairs graph": arts["folded"],
     }
     excluded = None
-    job = ccfg.job
+    model_ids = cat_arts["catalog graph"].id_schema
+    job = ccfg.job.with_model_columns(model_ids)  # the model's ID columns where left out
+    ids = job.id_schema(model_ids)
     if job.exclude is not None:
-        ex = open_input(job.exclude, "exclude", (job.user_col, job.movie_col), only_columns=True)
-        excluded, _ = read_exclusions(ex, job, cat_arts["catalog graph"], users, DEFAULT_BATCH_SIZE)
+        ex = open_input(job.exclude, "exclude", ids.id_columns, only_columns=True)
+        excluded, _ = read_exclusions(ex, ids, cat_arts["catalog graph"], users, DEFAULT_BATCH_SIZE)
 
     def catalog_scoring(way: str) -> float:
         """The catalog driver's scoring loop alone (rows kept in memory, not written)."""

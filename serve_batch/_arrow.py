@@ -59,6 +59,39 @@ def to_numpy(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return out
 
 
+def indices_with_nulls(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """An integer Arrow array that may hold nulls (e.g. ``pc.index_in``'s answer) as int64
+    values (0 where null) and a mask of the valid entries."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    n, offset = len(values), values.offset
+    dtype = np.dtype(_NUMPY_DTYPES[values.type])
+    buffer = values.buffers()[1]
+    if n == 0 or buffer is None:
+        return np.zeros(n, np.int64), np.ones(n, bool)
+    raw = np.frombuffer(buffer, dtype, count=n, offset=offset * dtype.itemsize)
+    out = raw.astype(np.int64)
+    if not values.null_count:
+        return out, np.ones(n, bool)
+    valid = _unpack_bits(values.buffers()[0], offset, n)
+    out[~valid] = 0
+    return out, valid
+
+
+def string_lengths(values: pa.Array) -> np.ndarray:
+    """Byte lengths of a ``string`` or ``large_string`` array's values, from its offsets
+    (``pc.binary_length`` compared with a Python number would probe for pandas)."""
+    wide = pa.types.is_large_string(values.type)
+    dtype = np.int64 if wide else np.int32
+    n = len(values)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    offsets = np.frombuffer(
+        values.buffers()[1], dtype, count=n + 1, offset=values.offset * (8 if wide else 4)
+    )
+    return np.diff(offsets).astype(np.int64)
+
+
 def null_mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """True where ``values`` is null, as a numpy bool array."""
     return to_numpy(values.is_null())

@@ -35,9 +35,13 @@ from typing import Any
 import numpy as np
 
 from movierec.serve_batch import _session, contract
+from movierec.serve_batch._arrow import from_numpy, strings_from_list
 from movierec.serve_batch._catalog_graph import CatalogGraph, open_catalog
 from movierec.serve_batch._config import DEFAULT_BATCH_SIZE, UNKNOWN_POLICIES
-from movierec.serve_batch._idmap import IdMap, build_idmap
+from movierec.serve_batch._id_schema import IdSchema
+from movierec.serve_batch._idmap import IdMap, StringIdMap, build_idmap
+from movierec.serve_batch._ids import convert_ids
+from movierec.serve_batch._idvalues import Ids, distinct, first_distinct, is_text, keep, show
 from movierec.serve_batch._mapping_json import loads_mapping
 from movierec.serve_batch._session import has_rank_output, open_session, session_threads
 from movierec.serve_batch._topk import TitleLookup
@@ -75,8 +79,8 @@ class Artifacts:
         self,
         *,
         session: Any,
-        users: IdMap,
-        movies: IdMap,
+        users: IdMap | StringIdMap,
+        movies: IdMap | StringIdMap,
         global_mean: float,
         rating_scale: tuple[float, float],
         metadata: dict[str, str],
@@ -90,7 +94,8 @@ class Artifacts:
         parallel_calls: int = 1,
         run_rows: int | None = None,
         intra_op_threads: int | None = None,
-        titles: dict[int, str] | None = None,
+        titles: dict[int, str] | dict[str, str] | None = None,
+        id_schema: IdSchema | None = None,
     ) -> None:
         self._session = session
         #: Threads that run onnxruntime calls side by side (each call single-threaded).
@@ -121,12 +126,26 @@ class Artifacts:
         self._movie_pos_of_row: np.ndarray | None = None
         self._title_dict = dict(titles or {})
         self._titles: TitleLookup | None = None
+        #: The model's ID columns and types (``id_mapping.json``'s ``columns`` and
+        #: ``id_types``; integer IDs under user_id / movie_id for an older mapping).
+        self.id_schema = id_schema or IdSchema()
 
     def __repr__(self) -> str:
         return (
             f"Artifacts(model={str(self.model_path)!r}, users={len(self.users)}, "
             f"movies={len(self.movies)}, rating_scale={self._rating_scale})"
         )
+
+    @property
+    def id_types(self) -> dict[str, str]:
+        """``{"user": "int" | "string", "movie": ...}``: the ID type of each side."""
+        return self.id_schema.id_types
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """``{"user": ..., "movie": ...}``: the training data's ID column names (the
+        scorer's default ID columns)."""
+        return self.id_schema.columns
 
     @property
     def rating_scale(self) -> tuple[float, float]:
@@ -162,7 +181,7 @@ class Artifacts:
     def titles(self) -> TitleLookup:
         """Movie titles from the mapping (empty where the training data had none)."""
         if self._titles is None:
-            self._titles = TitleLookup(self._title_dict)
+            self._titles = TitleLookup(self._title_dict, self.movies.id_type)
         return self._titles
 
     def title_lookup(self, wanted: bool) -> TitleLookup | None:
@@ -188,22 +207,26 @@ class Artifacts:
 
     def predict_ids(
         self,
-        user_ids: np.ndarray,
-        movie_ids: np.ndarray,
+        user_ids: Any,
+        movie_ids: Any,
         on_unknown: str = "fallback",
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> Prediction:
         """Score raw-ID pairs exactly as ``rec-score`` does (it calls this per batch).
 
+        IDs of the model's type (:attr:`id_types`): integer IDs as a 1-D integer array;
+        string IDs as an Arrow string column, or a list or array of str (integers are read
+        as their decimal text).
+
         ``on_unknown``: ``"fallback"`` (documented fallback means, ``cold_start`` True),
         ``"skip"`` (drop the pair, see ``kept``) or ``"error"`` (``DataError`` with the
         count and first offending IDs).
         """
-        users = _as_id_array(user_ids, "user_ids")
-        movies = _as_id_array(movie_ids, "movie_ids")
-        if users.shape != movies.shape:
+        users = as_ids(user_ids, self.users.id_type, "user_ids", "user")
+        movies = as_ids(movie_ids, self.movies.id_type, "movie_ids", "movie")
+        if len(users) != len(movies):
             raise DataError(
-                f"user_ids and movie_ids differ in length: {users.size} vs {movies.size}"
+                f"user_ids and movie_ids differ in length: {len(users)} vs {len(movies)}"
             )
         if on_unknown not in UNKNOWN_POLICIES:
             raise UsageError(
@@ -211,10 +234,39 @@ class Artifacts:
             )
         if batch_size < 1:
             raise UsageError(f"batch_size must be at least 1, got {batch_size}")
-        user_rows, user_known, user_pos = self.users.lookup(users)
-        movie_rows, movie_known, movie_pos = self.movies.lookup(movies)
+        user_found, movie_found = self.lookup_ids(users, movies)
+        if on_unknown == "error" and not (user_found[1].all() and movie_found[1].all()):
+            raise DataError(
+                describe_unknown(users, ~user_found[1], movies, ~movie_found[1]),
+                params=("on_unknown",),
+            )
+        return self.predict_found(user_found, movie_found, on_unknown, batch_size)
+
+    def lookup_ids(self, users: Ids, movies: Ids) -> tuple[tuple, tuple]:
+        """``(rows, known, pos)`` of the users and of the movies (``IdMap.lookup``).
+
+        String lookups run side by side on the scoring threads (Arrow and numpy release
+        the GIL): 1.5-3 ms each per 65,536 IDs against 30k-160k IDs, on the scoring
+        thread's critical path (bench/string_ids.py); integer lookups take 0.15 ms."""
+        if self.parallel_calls > 1 and (is_text(users) or is_text(movies)):
+            user_task = self._thread_pool().submit(self.users.lookup, users)
+            movie_found = self.movies.lookup(movies)
+            return user_task.result(), movie_found
+        return self.users.lookup(users), self.movies.lookup(movies)
+
+    def predict_found(
+        self,
+        user_found: tuple[np.ndarray, np.ndarray, np.ndarray],
+        movie_found: tuple[np.ndarray, np.ndarray, np.ndarray],
+        on_unknown: str,
+        batch_size: int,
+    ) -> Prediction:
+        """:meth:`predict_ids` on IDs already looked up: ``(rows, known, pos)`` of each side
+        (what ``IdMap.lookup`` answers). ``on_unknown="error"`` is the caller's to check."""
+        user_rows, user_known, user_pos = user_found
+        movie_rows, movie_known, movie_pos = movie_found
         both = user_known & movie_known
-        n = users.size
+        n = user_rows.size
         unknown_user, unknown_movie = ~user_known, ~movie_known
         if both.all():  # the common case: no masking copies
             ratings, ranks = self.predict_rows(user_rows, movie_rows, batch_size)
@@ -225,11 +277,6 @@ class Artifacts:
                 unknown_user=unknown_user,
                 unknown_movie=unknown_movie,
                 rank_scores=ranks,
-            )
-        if on_unknown == "error":
-            raise DataError(
-                describe_unknown(users, unknown_user, movies, unknown_movie),
-                params=("on_unknown",),
             )
         if on_unknown == "skip":
             ratings, ranks = self.predict_rows(user_rows[both], movie_rows[both], batch_size)
@@ -393,8 +440,9 @@ def load_artifacts(
         raise ArtifactError(f"{mapping_path}: expected a JSON object at the top level")
     _check_format_version(mapping.get(contract.MAPPING_FORMAT_VERSION), mapping_path, "field")
     rating_scale = _read_rating_scale(metadata, mapping, model_path, mapping_path)
-    users, movies, global_mean = _read_index(mapping, mapping_path)
-    titles = _read_titles(mapping, mapping_path)
+    id_schema = IdSchema.from_mapping(mapping, mapping_path)
+    users, movies, global_mean = _read_index(mapping, mapping_path, id_schema)
+    titles = _read_titles(mapping, mapping_path, id_schema.movie_type)
     return Artifacts(
         session=session,
         users=users,
@@ -412,6 +460,7 @@ def load_artifacts(
         graph_opt=graph_opt,
         parallel_calls=calls,
         intra_op_threads=intra_op,
+        id_schema=id_schema,
     )
 
 
@@ -459,9 +508,9 @@ def _find_catalog(model_path: Path, catalog_path: Path | None) -> Path | None:
 
 
 def describe_unknown(
-    users: np.ndarray,
+    users: Ids,
     user_unknown: np.ndarray,
-    movies: np.ndarray,
+    movies: Ids,
     movie_unknown: np.ndarray,
     row_offset: int = 0,
 ) -> str:
@@ -472,7 +521,8 @@ def describe_unknown(
     for kind, ids, mask in (("user", users, user_unknown), ("movie", movies, movie_unknown)):
         if mask.any():
             parts.append(
-                f"{int(mask.sum())} rows with an unknown {kind} ID ({format_first_ids(ids[mask])})"
+                f"{int(mask.sum())} rows with an unknown {kind} ID "
+                f"({format_first_ids(keep(ids, mask))})"
             )
     return (
         f"{int(bad.sum())} of {bad.size} pairs have IDs missing from the ID mapping: "
@@ -481,18 +531,37 @@ def describe_unknown(
     )
 
 
-def format_first_ids(ids: np.ndarray, show: int = SHOW_IDS) -> str:
-    """``"3 distinct, first: 7, 99, 12"`` in order of first appearance."""
-    uniq, first = np.unique(ids, return_index=True)
-    shown = ids[np.sort(first)[:show]]
-    more = ", ..." if uniq.size > show else ""
-    return f"{uniq.size} distinct, first: {', '.join(str(int(v)) for v in shown)}{more}"
+def format_first_ids(ids: Ids, count: int = SHOW_IDS) -> str:
+    """``"3 distinct, first: 7, 99, 12"`` in order of first appearance (string IDs quoted:
+    ``'c-7', 'c-99'``)."""
+    n_distinct = len(distinct(ids))
+    shown = first_distinct(ids, count)
+    more = ", ..." if n_distinct > count else ""
+    return f"{n_distinct} distinct, first: {', '.join(show(v) for v in shown)}{more}"
 
 
 # --- helpers ----------------------------------------------------------------------------
 
 
-def _as_id_array(values: Any, name: str) -> np.ndarray:
+def as_ids(values: Any, id_type: str, name: str, kind: str) -> Ids:
+    """IDs given to the Python API as the scorer holds them: int64 numpy for integer IDs,
+    an Arrow string array for string IDs; ``DataError`` naming ``name`` otherwise."""
+    if id_type == contract.ID_TYPE_STRING:
+        if isinstance(values, (list, tuple)) and all(isinstance(v, str) for v in values):
+            values = strings_from_list(list(values))  # numpy's str type drops trailing NULs
+        if not is_text(values):
+            arr = np.asarray(values)
+            if arr.ndim != 1:
+                raise DataError(f"{name} must be 1-D, got shape {arr.shape}")
+            if arr.dtype.kind in "iu":
+                values = from_numpy(arr, np.int64)
+            elif arr.dtype.kind in "UO" and all(isinstance(v, str) for v in arr.tolist()):
+                values = strings_from_list(arr.tolist())
+            else:
+                raise DataError(f"{name} must hold string {kind} IDs, got dtype {arr.dtype}")
+        return convert_ids(values, id_type, source="the IDs given", name=name, kind=kind)
+    if is_text(values):
+        return convert_ids(values, id_type, source="the IDs given", name=name, kind=kind)
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise DataError(f"{name} must be 1-D, got shape {arr.shape}")
@@ -571,17 +640,20 @@ def _read_rating_scale(
     return result
 
 
-def _read_titles(mapping: dict, path: Path) -> dict[int, str]:
+def _read_titles(mapping: dict, path: Path, id_type: str) -> dict[int, str] | dict[str, str]:
     titles = mapping.get(contract.MAPPING_TITLES) or {}
+    key = str if id_type == contract.ID_TYPE_STRING else int
     try:
-        return {int(k): str(v) for k, v in dict(titles).items()}
+        return {key(k): str(v) for k, v in dict(titles).items()}
     except (TypeError, ValueError) as exc:
         raise ArtifactError(
             f"{path}: {contract.MAPPING_TITLES!r} must map movie IDs to titles ({exc})"
         ) from exc
 
 
-def _read_index(mapping: dict, path: Path) -> tuple[IdMap, IdMap, float]:
+def _read_index(
+    mapping: dict, path: Path, id_schema: IdSchema
+) -> tuple[IdMap | StringIdMap, IdMap | StringIdMap, float]:
     fallback = mapping.get(contract.MAPPING_FALLBACK)
     if not isinstance(fallback, dict):
         raise ArtifactError(f"{path}: missing {contract.MAPPING_FALLBACK!r} object")
@@ -592,9 +664,9 @@ def _read_index(mapping: dict, path: Path) -> tuple[IdMap, IdMap, float]:
             f"{path}: {contract.MAPPING_FALLBACK}.{contract.FALLBACK_GLOBAL_MEAN} must be a number"
         ) from exc
     maps = []
-    for index_key, mean_key in (
-        (contract.MAPPING_USER_INDEX, contract.FALLBACK_USER_MEAN),
-        (contract.MAPPING_MOVIE_INDEX, contract.FALLBACK_MOVIE_MEAN),
+    for index_key, mean_key, id_type in (
+        (contract.MAPPING_USER_INDEX, contract.FALLBACK_USER_MEAN, id_schema.user_type),
+        (contract.MAPPING_MOVIE_INDEX, contract.FALLBACK_MOVIE_MEAN, id_schema.movie_type),
     ):
         index = mapping.get(index_key)
         means = fallback.get(mean_key, {})
@@ -603,7 +675,7 @@ def _read_index(mapping: dict, path: Path) -> tuple[IdMap, IdMap, float]:
         if not isinstance(means, Mapping):
             raise ArtifactError(f"{path}: {contract.MAPPING_FALLBACK}.{mean_key} must be an object")
         try:
-            maps.append(build_idmap(index, means, global_mean))
+            maps.append(build_idmap(index, means, global_mean, id_type))
         except (TypeError, ValueError) as exc:
             raise ArtifactError(f"{path}: bad {index_key!r} or {mean_key!r}: {exc}") from exc
     return maps[0], maps[1], global_mean

@@ -17,6 +17,8 @@ import pyarrow as pa
 
 from movierec.serve_batch._artifacts import Artifacts
 from movierec.serve_batch._catalog_graph import CatalogGraph
+from movierec.serve_batch._id_schema import IdSchema
+from movierec.serve_batch._idvalues import Ids, take
 from movierec.serve_batch._topk import TitleLookup, build_topk_table, select_block_top_k
 
 
@@ -35,13 +37,15 @@ def users_per_block(arts: Artifacts, k: int, batch_size: int) -> int:
 
 def score_user_block(
     arts: Artifacts,
-    block: np.ndarray,
+    block: Ids,
     excluded: np.ndarray | None,
     k: int,
     batch_size: int,
     titles: TitleLookup | None = None,
+    ids: IdSchema | None = None,
 ) -> pa.Table:
-    """The top-k table of the raw user IDs in ``block`` against every movie in the mapping.
+    """The top-k table of the raw user IDs in ``block`` against every movie in the mapping
+    (``ids``: the table's ID columns).
 
     The unit of work of catalog mode (the local loop and the Ray actors both call it).
     ``excluded``: sorted keys ``row_in_block * n_movies + movie_pos`` never recommended
@@ -51,10 +55,11 @@ def score_user_block(
     With a catalog graph, known users are scored by it (see :func:`top_k_by_catalog`);
     the table is the same as scoring every pair through the model.
     """
-    graph = arts.catalog if block.size else None
+    graph = arts.catalog if len(block) else None
     if graph is None or not graph.usable:
-        return score_block_by_pairs(arts, block, excluded, k, batch_size, titles)
-    user_rows, known, _ = arts.users.lookup(block)
+        return score_block_by_pairs(arts, block, excluded, k, batch_size, titles, ids)
+    user_found = arts.users.lookup(block)
+    user_rows, known, _ = user_found
     on_graph = np.flatnonzero(known)
     parts = []
     if on_graph.size:
@@ -66,13 +71,13 @@ def score_user_block(
         parts.append((on_graph[user_at], ranks, movie_pos, ratings, scores, cold))
         rest = np.sort(np.concatenate([np.flatnonzero(~known), on_graph[unsure]]))
     else:
-        rest = np.arange(block.size)
+        rest = np.arange(len(block))
     # every pair of the remaining users, a few users at a time (memory: users x movies)
     step = max(1, batch_size // len(arts.movies))
     for a in range(0, rest.size, step):
         some = rest[a : a + step]
         at, ranks, movie_pos, ratings, scores, cold = _top_k_by_pairs(
-            arts, block[some], _sub_keys(excluded, some, arts), k, batch_size
+            arts, tuple(f[some] for f in user_found), _sub_keys(excluded, some, arts), k, batch_size
         )
         parts.append((some[at], ranks, movie_pos, ratings, scores, cold))
     user_at, ranks, movie_pos, ratings, scores, cold = (
@@ -80,13 +85,14 @@ def score_user_block(
     )
     order = np.lexsort((ranks, user_at))
     return build_topk_table(
-        block[user_at[order]],
+        take(block, user_at[order]),
         ranks[order],
-        arts.movies.ids[movie_pos[order]],
+        arts.movies.ids_at(movie_pos[order]),
         ratings[order],
         scores[order],
         cold[order],
         titles,
+        ids,
     )
 
 
@@ -231,50 +237,52 @@ def _sub_keys(excluded: np.ndarray | None, users: np.ndarray, arts: Artifacts) -
 
 def score_block_by_pairs(
     arts: Artifacts,
-    block: np.ndarray,
+    block: Ids,
     excluded: np.ndarray | None,
     k: int,
     batch_size: int,
     titles: TitleLookup | None = None,
+    ids: IdSchema | None = None,
 ) -> pa.Table:
     """:func:`score_user_block` through the pairs graph: every user x movie pair scored by
-    :meth:`Artifacts.predict_ids` (the path for unknown users and exports without a
+    :meth:`Artifacts.predict_found` (the path for unknown users and exports without a
     catalog graph)."""
     at, ranks, movie_pos, ratings, scores, cold = _top_k_by_pairs(
-        arts, block, excluded, k, batch_size
+        arts, arts.users.lookup(block), excluded, k, batch_size
     )
     return build_topk_table(
-        block[at], ranks, arts.movies.ids[movie_pos], ratings, scores, cold, titles
+        take(block, at), ranks, arts.movies.ids_at(movie_pos), ratings, scores, cold, titles, ids
     )
 
 
 def _top_k_by_pairs(
     arts: Artifacts,
-    block: np.ndarray,
+    found: tuple[np.ndarray, np.ndarray, np.ndarray],
     excluded: np.ndarray | None,
     k: int,
     batch_size: int,
 ) -> tuple[np.ndarray, ...]:
-    """``(user_at, rank, movie_pos, rating, score, cold)`` of :func:`score_block_by_pairs`,
-    rows ordered by position in ``block``, then rank."""
-    movie_ids = arts.movies.ids
-    n_movies = movie_ids.size
-    pred = arts.predict_ids(
-        np.repeat(block, n_movies),
-        np.tile(movie_ids, block.size),
+    """``(user_at, rank, movie_pos, rating, score, cold)`` of :func:`score_block_by_pairs`
+    for users already looked up (``found``: their ``(rows, known, pos)``), rows ordered by
+    position among them, then rank. Movie ``pos`` is the candidate order (ID ascending)."""
+    n_users, n_movies = found[0].size, len(arts.movies)
+    movies = (arts.movies.rows, np.ones(n_movies, bool), np.arange(n_movies))
+    pred = arts.predict_found(
+        tuple(np.repeat(f, n_movies) for f in found),
+        tuple(np.tile(f, n_users) for f in movies),
         on_unknown="fallback",
         batch_size=batch_size,
     )
-    scores = pred.rank_scores.reshape(block.size, n_movies)
+    scores = pred.rank_scores.reshape(n_users, n_movies)
     if excluded is not None and excluded.size:
         if pred.rank_scores is pred.ratings:
             scores = scores.copy()  # the -inf marks must not reach the ratings
         scores.reshape(-1)[excluded] = -np.inf
     cols, valid = select_block_top_k(scores, k)
-    ratings = pred.ratings.reshape(block.size, n_movies)
+    ratings = pred.ratings.reshape(n_users, n_movies)
     kk = cols.shape[1]
-    rows = np.repeat(np.arange(block.size), kk).reshape(block.size, kk)
-    cold = pred.cold_start.reshape(block.size, n_movies)
+    rows = np.repeat(np.arange(n_users), kk).reshape(n_users, kk)
+    cold = pred.cold_start.reshape(n_users, n_movies)
     return (
         rows[valid],
         np.broadcast_to(np.arange(1, kk + 1, dtype=np.int32), cols.shape)[valid],

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from movierec.serve_batch import contract
+from movierec.serve_batch._id_schema import IdSchema
 from movierec.serve_batch.errors import UsageError
 
 #: What to do with a pair whose user or movie is absent from the ID mapping.
@@ -51,13 +52,16 @@ class ScoreJob:
 
     ``top_k=None``: no top-k table in pairs mode, ``DEFAULT_CATALOG_TOP_K`` in catalog
     mode (``all_movies``). ``titles`` adds a title column to the top-k table.
+    ``user_col`` / ``movie_col`` None: the model's own ID columns (the training data's,
+    recorded in ``id_mapping.json``; user_id / movie_id for an older mapping), filled in
+    by :meth:`with_model_columns` once the model is loaded.
     """
 
     input: Path
     output: Path
     artifacts: Path = Path("artifacts")
-    user_col: str = contract.USER_COL
-    movie_col: str = contract.MOVIE_COL
+    user_col: str | None = None
+    movie_col: str | None = None
     top_k: int | None = None
     top_k_output: Path | None = None
     on_unknown: str = "fallback"
@@ -73,7 +77,11 @@ class ScoreJob:
         _choice("on_unknown", self.on_unknown, UNKNOWN_POLICIES)
         if self.top_k is not None and self.top_k < 1:
             raise _refuse(f"{{top_k}} must be at least 1, got {self.top_k}", "top_k")
-        if self.user_col == self.movie_col:
+        for name in ("user_col", "movie_col"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise _refuse(f"{{{name}}} must name a column, got {value!r}", name)
+        if self.user_col is not None and self.user_col == self.movie_col:
             raise _refuse(
                 f"{{user_col}} and {{movie_col}} are both {self.user_col!r}",
                 "user_col",
@@ -98,6 +106,32 @@ class ScoreJob:
             raise _refuse(
                 "{titles} adds a column to the top-k table: it needs {top_k}", "titles", "top_k"
             )
+
+    def with_model_columns(self, model: IdSchema) -> ScoreJob:
+        """This job with the ID columns it left out taken from the model's (``model``:
+        the loaded mapping's :class:`IdSchema`)."""
+        job = dataclasses.replace(
+            self,
+            user_col=model.user_col if self.user_col is None else self.user_col,
+            movie_col=model.movie_col if self.movie_col is None else self.movie_col,
+        )
+        if job.user_col == job.movie_col:
+            raise _refuse(
+                f"{{user_col}} and {{movie_col}} are both {job.user_col!r} (left out, each is "
+                f"the model's: {model.user_col!r} and {model.movie_col!r})",
+                "user_col",
+                "movie_col",
+            )
+        return job
+
+    def id_schema(self, model: IdSchema) -> IdSchema:
+        """The run's ID columns with the model's ID types."""
+        job = self.with_model_columns(model)
+        return model.renamed(job.user_col, job.movie_col)
+
+    @property
+    def id_columns(self) -> tuple[str | None, str | None]:
+        return (self.user_col, self.movie_col)
 
     @property
     def k(self) -> int | None:

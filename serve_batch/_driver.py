@@ -23,7 +23,6 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from movierec.serve_batch import contract
-from movierec.serve_batch._arrow import to_numpy
 from movierec.serve_batch._artifacts import Artifacts, load_artifacts
 from movierec.serve_batch._catalog import users_per_block
 from movierec.serve_batch._catalog_job import (
@@ -36,6 +35,8 @@ from movierec.serve_batch._catalog_job import (
 )
 from movierec.serve_batch._config import ScoreConfig, ScoreJob
 from movierec.serve_batch._executors import Executor, open_executor
+from movierec.serve_batch._id_schema import IdSchema
+from movierec.serve_batch._idvalues import Ids, column_ids, distinct
 from movierec.serve_batch._io import (
     FORMATS,
     ROW_GROUP_ROWS,
@@ -57,7 +58,6 @@ from movierec.serve_batch._pairs import (
     log_pairs_summary,
     pairs_spec,
 )
-from movierec.serve_batch._sorting import sorted_unique
 from movierec.serve_batch._topk import topk_schema
 from movierec.serve_batch.atomic import AtomicOutputs
 from movierec.serve_batch.errors import DataError, UsageError
@@ -224,9 +224,7 @@ def stream_pairs(
     and their rows written to ``sink`` (or, with ``parts_folder``, by the blocks)."""
     fn = PairsBlockFn(spec)
     block_fn: Any = fn if parts_folder is None else WriteParts(fn, parts_folder, spec.out_schema)
-    read = partial(
-        read_blocks, columns=spec.id_columns, kinds=("user", "movie"), batch_size=batch_size
-    )
+    read = partial(read_blocks, ids=spec.ids, sides=("user", "movie"), batch_size=batch_size)
     results: Iterator[Any] = executor.map(block_fn, inp.parts, read, ordered=parts_folder is None)
     if parts_folder is not None:  # the blocks came in any order: merge them in input order
         results = iter(sorted(results, key=lambda r: r.first_row))
@@ -257,13 +255,14 @@ def catalog_spec(job: ScoreJob, arts: Artifacts, batch_size: int) -> CatalogSpec
         n_movies=len(arts.movies),
         per_block=users_per_block(arts, job.k, batch_size),
         titles=job.titles,
+        ids=job.id_schema(arts.id_schema),
     )
 
 
 def stream_catalog(
     executor: Executor,
     spec: CatalogSpec,
-    users: np.ndarray,
+    users: Ids,
     excluded: np.ndarray | None,
     sink: Sink | None,
     *,
@@ -274,10 +273,10 @@ def stream_catalog(
     """Score every user's top-k a task at a time; return the rows written."""
     fn: Any = CatalogBlockFn(spec)
     if parts_folder is not None:
-        fn = WriteParts(fn, parts_folder, topk_schema(spec.titles))
+        fn = WriteParts(fn, parts_folder, topk_schema(spec.ids, spec.titles))
     tasks = catalog_tasks(users, excluded, spec.n_movies, per_task)
     rows = 0
-    with _progress(int(users.size), "users", "catalog", quiet) as bar:
+    with _progress(len(users), "users", "catalog", quiet) as bar:
         for result in executor.map(fn, tasks, ordered=parts_folder is None):
             rows += result.rows_written
             if result.table is not None and sink is not None:
@@ -327,6 +326,10 @@ class _Run:
                 graph_opt=rt.graph_opt,
                 parallelism=rt.parallelism,
             )
+            # the ID columns left out are the model's (its training data's names)
+            self.job = job = job.with_model_columns(self.arts.id_schema)
+            self.config = dataclasses.replace(self.config, job=job)
+            self.ids: IdSchema = job.id_schema(self.arts.id_schema)
             details = mode.prepare(self)
             with open_executor(self.config, self.arts) as executor:
                 details = {**details, **mode.run(self, executor)}
@@ -414,12 +417,14 @@ class _PairsMode(_Mode):
         self.inp = open_input(
             job.input, "{input}", (job.user_col, job.movie_col), part_rows=part_rows
         )
-        self.spec = pairs_spec(job, self.inp.schema, self.inp.label, run.runtime.batch_size)
+        self.spec = pairs_spec(
+            job, self.inp.schema, self.inp.label, run.runtime.batch_size, run.ids
+        )
         return {}
 
     def run(self, run: _Run, executor: Executor) -> dict[str, Any]:
         job, rt = run.job, run.runtime
-        totals = PairsTotals(job.top_k, run.arts.title_lookup(job.titles))
+        totals = PairsTotals(job.top_k, run.arts.title_lookup(job.titles), run.arts, run.ids)
         sink, folder = run.output(run.out, self.spec.out_schema)
         ok = False
         try:
@@ -450,7 +455,7 @@ class _PairsMode(_Mode):
                 "k": job.top_k,
                 "path": str(self.topk.path),
                 "rows": table.num_rows,
-                "users": len(sorted_unique(to_numpy(table.column(0)))),
+                "users": len(distinct(column_ids(table.column(0).combine_chunks()))),
             }
         return details
 
@@ -470,7 +475,7 @@ class _CatalogMode(_Mode):
     def prepare(self, run: _Run) -> dict[str, Any]:
         job, rt, arts = run.job, run.runtime, run.arts
         users_in = open_input(job.input, "{input}", (job.user_col,), only_columns=True)
-        all_users, self.rows_read = read_users(users_in, job, rt.batch_size)
+        all_users, self.rows_read = read_users(users_in, run.ids, rt.batch_size)
         if self.rows_read == 0:
             warn_no_rows(job.input, "the users table")
         self.users, user_info = apply_unknown_policy(job, arts, all_users, str(job.input))
@@ -479,7 +484,9 @@ class _CatalogMode(_Mode):
             ex = open_input(
                 job.exclude, "{exclude}", (job.user_col, job.movie_col), only_columns=True
             )
-            self.excluded, exclude_info = read_exclusions(ex, job, arts, self.users, rt.batch_size)
+            self.excluded, exclude_info = read_exclusions(
+                ex, run.ids, arts, self.users, rt.batch_size
+            )
         graph = arts.catalog  # opened (and checked) before any work
         self.spec = catalog_spec(job, arts, rt.batch_size)
         arts.title_lookup(job.titles)  # warns once, here, when the mapping has no titles
@@ -488,13 +495,13 @@ class _CatalogMode(_Mode):
             "users": user_info,
             "candidates_per_user": n_movies,
             "catalog_graph": None if graph is None or not graph.usable else str(graph.path),
-            "pairs_scored": int(self.users.size) * n_movies,
+            "pairs_scored": len(self.users) * n_movies,
             "exclude": exclude_info,
         }
 
     def run(self, run: _Run, executor: Executor) -> dict[str, Any]:
         job, rt = run.job, run.runtime
-        schema = topk_schema(job.titles)
+        schema = topk_schema(run.ids, job.titles)
         sink, folder = run.output(run.out, schema)
         ok = False
         try:
@@ -520,7 +527,7 @@ class _CatalogMode(_Mode):
         actors = getattr(executor, "actors", None)
         if actors is None:
             return per_block
-        n = max(1, int(self.users.size))
+        n = max(1, len(self.users))
         per_task = min(
             max(1, CATALOG_TASK_PAIRS // self.spec.n_movies), -(-n // (TASKS_PER_WORKER * actors))
         )
@@ -531,7 +538,7 @@ class _CatalogMode(_Mode):
             "rec-score: top-%d of %d movies for %d users -> %s in %.2f s",
             self.spec.k,
             self.spec.n_movies,
-            self.users.size,
+            len(self.users),
             run.job.output,
             manifest["elapsed_seconds"],
         )

@@ -1,10 +1,15 @@
-"""Validate an ID column and turn it into int64, or say exactly which row is wrong.
+"""Validate an ID column and turn it into the model's ID type, or say exactly which row
+is wrong.
 
-Accepted: integer Arrow types; floats whose values are all integral (CSV and pandas
-often give those); strings holding a decimal integer, optionally with a ``.0`` suffix
-and surrounding spaces (CSV ID columns are read as strings so that a bad value deep
-in the file is reported with its row instead of failing type inference). Anything
+Integer IDs (:func:`convert_id_column`), accepted: integer Arrow types; floats whose
+values are all integral (CSV and pandas often give those); strings holding a decimal
+integer, optionally with a ``.0`` suffix and surrounding spaces (CSV ID columns are read
+as strings so that a bad value deep in the file is reported with its row instead of
+failing type inference). Anything
 else, and any null, is a ``DataError`` naming the file, column and 0-based row.
+
+String IDs (:func:`convert_string_id_column`): string columns of any Arrow layout, and
+integer columns as their decimal text; nulls and empty strings are refused the same way.
 """
 
 from __future__ import annotations
@@ -13,13 +18,30 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from movierec.serve_batch._arrow import null_mask, to_numpy
+from movierec.serve_batch import contract
+from movierec.serve_batch._arrow import null_mask, string_lengths, to_numpy
+from movierec.serve_batch._idvalues import Ids, as_arrow_strings
 from movierec.serve_batch.errors import DataError
 
 #: A decimal integer as text: optional sign, digits, optional ``.000`` and spaces.
 INTEGER_TEXT = r"^\s*[+-]?[0-9]+(\.0*)?\s*$"
 _INT64_MAX = np.iinfo(np.int64).max
 _FLOAT_LIMIT = 2.0**63
+
+
+def convert_ids(
+    column: pa.Array | pa.ChunkedArray,
+    id_type: str,
+    *,
+    source: str,
+    name: str,
+    kind: str,
+    row_offset: int = 0,
+) -> Ids:
+    """The column as IDs of ``id_type``: int64 numpy for integer IDs (:func:`convert_id_column`),
+    an Arrow string array for string IDs (:func:`convert_string_id_column`)."""
+    convert = convert_string_id_column if id_type == contract.ID_TYPE_STRING else convert_id_column
+    return convert(column, source=source, name=name, kind=kind, row_offset=row_offset)
 
 
 def convert_id_column(
@@ -101,3 +123,46 @@ def _convert_strings(column: pa.Array, fail) -> np.ndarray:
 
 def _show(value: str, limit: int = 40) -> str:
     return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+def convert_string_id_column(
+    column: pa.Array | pa.ChunkedArray,
+    *,
+    source: str,
+    name: str,
+    kind: str,
+    row_offset: int = 0,
+) -> pa.Array:
+    """Return the column as an Arrow ``string`` array of string IDs, kept exactly (no
+    trimming, case kept).
+
+    Accepted: string, large_string and dictionary<string> columns, and integer columns
+    (read as their decimal text). Nulls and empty strings are a ``DataError`` naming the
+    file, column and 0-based row, as is any other type.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    where = f"{source}: column {name!r}"
+    t = column.type
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t)):
+        raise DataError(
+            f"{where}: expected string {kind} IDs, but the column has type {column.type} "
+            "(accepted: strings, or integers read as their decimal text)"
+        )
+    values = as_arrow_strings(column)  # a dictionary's null values become nulls here
+    if values.null_count:
+        row = int(np.flatnonzero(null_mask(values))[0])
+        raise DataError(
+            f"{where} row {row_offset + row} (0-based data row): expected a string {kind} ID, "
+            "got a null (missing) value"
+        )
+    empty = string_lengths(values) == 0
+    if empty.any():
+        row = int(np.argmax(empty))
+        raise DataError(
+            f"{where} row {row_offset + row} (0-based data row): expected a string {kind} ID, "
+            "got an empty string"
+        )
+    return values

@@ -21,7 +21,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from movierec.serve_batch._arrow import from_numpy
-from movierec.serve_batch._ids import convert_id_column
+from movierec.serve_batch._id_schema import IdSchema
+from movierec.serve_batch._ids import convert_ids
+from movierec.serve_batch._idvalues import is_text
 from movierec.serve_batch.errors import DataError, UsageError
 
 #: Supported file name endings -> format (checked longest first).
@@ -381,7 +383,8 @@ class InputFile:
 
 @dataclass(frozen=True)
 class Block:
-    """Rows of an input, ID columns converted to int64, and the input row of the first."""
+    """Rows of an input, ID columns converted to the model's ID types (int64 or string),
+    and the input row of the first."""
 
     table: pa.RecordBatch | pa.Table
     first_row: int
@@ -465,9 +468,9 @@ def open_input(
     only_columns: bool = False,
 ) -> Input:
     """Open a file or folder INPUT: check that ``columns`` exist and that every file of a
-    folder has the first one's columns and types (ID columns may differ: they become
-    int64). ``part_rows``: cut Parquet files into runs of row groups of about that many
-    rows (one per worker task); None: one part per file."""
+    folder has the first one's columns and types (ID columns may differ: they become the
+    model's ID type). ``part_rows``: cut Parquet files into runs of row groups of about
+    that many rows (one per worker task); None: one part per file."""
     files = input_files(path, role)
     first = files[0]
     reader = open_table(first.path, first.fmt, columns=columns, batch_size=1024)
@@ -495,15 +498,16 @@ def table_input(table: pa.Table, label: str, columns: Sequence[str]) -> Input:
 
 def read_blocks(
     part: FilePart | TablePart,
-    columns: Sequence[str],
-    kinds: Sequence[str],
+    ids: IdSchema,
+    sides: Sequence[str],
     batch_size: int,
     *,
     only_columns: bool = False,
 ) -> Iterator[Block]:
-    """The part's rows in blocks of at most ``batch_size``, each ID column (``columns``,
-    of ``kinds`` "user"/"movie") checked and converted to int64; errors name the file
-    (or table), the column and the row."""
+    """The part's rows in blocks of at most ``batch_size``, each ID column of ``sides``
+    ("user", "movie"; named and typed by ``ids``) checked and converted to the model's ID
+    type; errors name the file (or table), the column and the row."""
+    columns = [ids.column_of(side) for side in sides]
     if isinstance(part, TablePart):
         table = part.table.select(list(columns)) if only_columns else part.table
         source, file_row = part.label, part.input_row
@@ -535,13 +539,18 @@ def read_blocks(
         if n == 0:
             continue
         arrays, fields = batch.columns, list(batch.schema)
-        for name, kind in zip(columns, kinds, strict=True):
+        for name, side in zip(columns, sides, strict=True):
             i = batch.schema.get_field_index(name)
-            ids = convert_id_column(
-                arrays[i], source=source, name=name, kind=kind, row_offset=file_row + done
+            values = convert_ids(
+                arrays[i],
+                ids.type_of(side),
+                source=source,
+                name=name,
+                kind=side,
+                row_offset=file_row + done,
             )
-            arrays[i] = _int64_column(arrays[i], ids)
-            fields[i] = pa.field(name, pa.int64())
+            arrays[i] = values if is_text(values) else _int64_column(arrays[i], values)
+            fields[i] = ids.field(side)
         yield Block(
             pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields)), part.input_row + done
         )

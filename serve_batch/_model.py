@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from movierec.serve_batch import contract
-from movierec.serve_batch._arrow import from_numpy
+from movierec.serve_batch._arrow import from_numpy, strings_from_list
 from movierec.serve_batch._artifacts import Artifacts, load_artifacts
 from movierec.serve_batch._catalog_job import apply_unknown_policy, read_exclusions, read_users
 from movierec.serve_batch._config import DEFAULT_CATALOG_TOP_K, RuntimeOptions, ScoreJob
@@ -75,19 +75,32 @@ class Model:
             f"movies={len(arts.movies)}, rating_scale={arts.rating_scale})"
         )
 
+    @property
+    def id_types(self) -> dict[str, str]:
+        """``{"user": "int" | "string", "movie": ...}``: the IDs each side takes and gives."""
+        return self.artifacts.id_types
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """``{"user": ..., "movie": ...}``: the training data's ID columns, the default
+        ``user_col`` / ``movie_col`` of :meth:`predict` and :meth:`recommend`."""
+        return self.artifacts.columns
+
     def predict(
         self,
         data: Any,
         *,
-        user_col: str = contract.USER_COL,
-        movie_col: str = contract.MOVIE_COL,
+        user_col: str | None = None,
+        movie_col: str | None = None,
         on_unknown: str = "fallback",
     ) -> Any:
         """Score every (user, movie) row of ``data``: a pandas DataFrame, or a pyarrow
         Table or RecordBatch, and the same type back.
 
         The result is what ``rec-score`` writes for those rows: every column of ``data``
-        (ID columns as int64) plus ``predicted_rating`` (float32) and ``cold_start``.
+        (ID columns in the model's ID types, :attr:`id_types`) plus ``predicted_rating``
+        (float32) and ``cold_start``. ``user_col`` / ``movie_col``: the ID columns of
+        ``data`` (default: the model's, :attr:`columns`).
         ``on_unknown``: "fallback" scores IDs missing from the mapping with the fallback
         means (``cold_start`` True), "skip" drops those rows (a DataFrame keeps the
         index of the rows kept), "error" raises ``DataError``.
@@ -99,9 +112,10 @@ class Model:
             user_col=user_col,
             movie_col=movie_col,
             on_unknown=on_unknown,
-        )
-        inp = table_input(table, "data", (user_col, movie_col))
-        spec = pairs_spec(job, table.schema, "data", self.runtime.batch_size)
+        ).with_model_columns(self.artifacts.id_schema)
+        ids = job.id_schema(self.artifacts.id_schema)
+        inp = table_input(table, "data", ids.id_columns)
+        spec = pairs_spec(job, table.schema, "data", self.runtime.batch_size, ids)
         sink = Sink.memory()
         kept: list[np.ndarray] = []
 
@@ -135,23 +149,24 @@ class Model:
         exclude: Any = None,
         on_unknown: str = "fallback",
         titles: bool = False,
-        user_col: str = contract.USER_COL,
-        movie_col: str = contract.MOVIE_COL,
+        user_col: str | None = None,
+        movie_col: str | None = None,
     ) -> Any:
         """Each user's ``k`` best movies of the whole catalog: the table ``rec-score
-        --all-movies`` writes (user_id, rank, movie_id, predicted_rating, score,
-        cold_start[, title]).
+        --all-movies`` writes (user, rank, movie, predicted_rating, score,
+        cold_start[, title]; the ID columns named ``user_col`` / ``movie_col``).
 
-        ``users``: user IDs (a list, numpy array, pyarrow array or pandas Series), or a
-        table or DataFrame with a ``user_col`` column; duplicates are scored once.
-        ``exclude``: a table or DataFrame of (user, movie) pairs never recommended, e.g.
-        the ratings users already gave. A pandas DataFrame comes back when ``users`` or
-        ``exclude`` is a pandas object, else a pyarrow Table.
+        ``users``: user IDs of the model's type (a list, numpy array, pyarrow array or
+        pandas Series), or a table or DataFrame with a ``user_col`` column; duplicates
+        are scored once. ``exclude``: a table or DataFrame of (user, movie) pairs never
+        recommended, e.g. the ratings users already gave. ``user_col`` / ``movie_col``:
+        the ID columns of those tables and of the result (default: the model's,
+        :attr:`columns`). A pandas DataFrame comes back when ``users`` or ``exclude`` is a
+        pandas object, else a pyarrow Table.
         """
         arts, rt = self.artifacts, self.runtime
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise UsageError(f"k must be at least 1, got {k!r}")
-        users_table, kind = _as_table(users, "users", column=user_col)
         job = ScoreJob(
             input=Path("users"),
             output=Path("recommendations"),
@@ -162,9 +177,11 @@ class Model:
             all_movies=True,
             exclude=None if exclude is None else Path("exclude"),
             titles=titles,
-        )
+        ).with_model_columns(arts.id_schema)
+        ids = job.id_schema(arts.id_schema)
+        users_table, kind = _as_table(users, "users", column=ids.user_col)
         all_users, rows = read_users(
-            table_input(users_table, "users", (user_col,)), job, rt.batch_size
+            table_input(users_table, "users", (ids.user_col,)), ids, rt.batch_size
         )
         if rows == 0:
             warn_no_rows("users", "users")
@@ -173,8 +190,8 @@ class Model:
         if exclude is not None:
             ex_table, ex_kind = _as_table(exclude, "exclude")
             kind = "pandas" if ex_kind == "pandas" else kind
-            ex = table_input(ex_table, "exclude", (user_col, movie_col))
-            excluded, _ = read_exclusions(ex, job, arts, todo, rt.batch_size)
+            ex = table_input(ex_table, "exclude", ids.id_columns)
+            excluded, _ = read_exclusions(ex, ids, arts, todo, rt.batch_size)
         spec = catalog_spec(job, arts, rt.batch_size)
         arts.title_lookup(titles)  # warns once when the mapping has no titles
         sink = Sink.memory()
@@ -186,7 +203,7 @@ class Model:
             sink,
             per_task=spec.per_block,
         )
-        schema = topk_schema(titles)
+        schema = topk_schema(ids, titles)
         out = pa.Table.from_batches([b for t in sink.tables for b in t.to_batches()], schema=schema)
         return out.to_pandas() if kind == "pandas" else out
 
@@ -212,14 +229,21 @@ def _as_table(data: Any, name: str, column: str | None = None) -> tuple[pa.Table
     if column is not None:  # a sequence of IDs
         if isinstance(data, (pa.Array, pa.ChunkedArray)):
             return pa.table({column: data}), "ids"
-        values = np.asarray(data)
+        if isinstance(data, (list, tuple)) and data and all(isinstance(v, str) for v in data):
+            # not through numpy: its str type drops trailing NULs ("a\x00" -> "a")
+            return pa.Table.from_arrays([strings_from_list(list(data))], names=[column]), "ids"
+        values = np.asarray(data) if not isinstance(data, str) else np.empty((0, 0))
         if values.ndim == 1 and values.dtype.kind in "iuf":
             return pa.Table.from_arrays([from_numpy(values)], names=[column]), "ids"
         if values.ndim == 1 and values.size == 0:
             return pa.Table.from_arrays([from_numpy(values, np.int64)], names=[column]), "ids"
+        if values.ndim == 1 and values.dtype.kind in "UO":
+            items = values.tolist()
+            if all(isinstance(v, str) for v in items):
+                return pa.Table.from_arrays([strings_from_list(items)], names=[column]), "ids"
     expected = "a pandas DataFrame or a pyarrow Table"
     if column is not None:
-        expected += f" with a {column!r} column, or a 1-D sequence of integer IDs"
+        expected += f" with a {column!r} column, or a 1-D sequence of IDs"
     raise DataError(f"{name}: expected {expected}, got {type(data).__name__}")
 
 

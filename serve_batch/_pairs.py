@@ -19,6 +19,8 @@ from movierec.serve_batch import contract
 from movierec.serve_batch._arrow import from_numpy, to_numpy
 from movierec.serve_batch._artifacts import Artifacts
 from movierec.serve_batch._config import ScoreJob
+from movierec.serve_batch._id_schema import IdSchema
+from movierec.serve_batch._idvalues import column_ids, keep, take
 from movierec.serve_batch._io import Block
 from movierec.serve_batch._tally import ErrorMetrics, UnknownTally
 from movierec.serve_batch._topk import TitleLookup, TopKAccumulator, select_top_k
@@ -31,8 +33,7 @@ log = logging.getLogger(__name__)
 class PairsSpec:
     """What :func:`score_pairs_block` needs besides the model (small: shipped to workers)."""
 
-    user_col: str
-    movie_col: str
+    ids: IdSchema  # the input's ID columns and the model's ID types
     on_unknown: str
     batch_size: int
     top_k: int | None
@@ -40,30 +41,40 @@ class PairsSpec:
     rating_index: int | None  # input column RMSE/MAE are computed against
 
     @property
+    def user_col(self) -> str:
+        return self.ids.user_col
+
+    @property
+    def movie_col(self) -> str:
+        return self.ids.movie_col
+
+    @property
     def id_columns(self) -> tuple[str, str]:
-        return (self.user_col, self.movie_col)
+        return self.ids.id_columns
 
 
-def pairs_spec(job: ScoreJob, schema: pa.Schema, source: str, batch_size: int) -> PairsSpec:
-    """Check the input's columns and derive the output schema (the input's columns, IDs as
-    int64, then ``predicted_rating`` and ``cold_start``)."""
+def pairs_spec(
+    job: ScoreJob, schema: pa.Schema, source: str, batch_size: int, ids: IdSchema
+) -> PairsSpec:
+    """Check the input's columns and derive the output schema (the input's columns, the ID
+    columns in the model's ID types, then ``predicted_rating`` and ``cold_start``).
+
+    ``ids``: the run's ID columns (``job.user_col`` / ``job.movie_col``, resolved) with
+    the model's ID types."""
     for name in (contract.PREDICTION_COL, contract.COLD_START_COL):
         if name in schema.names:
             raise DataError(
                 f"{source}: already has a column {name!r}, which rec-score writes; "
                 "rename or drop it"
             )
-    fields = [
-        pa.field(f.name, pa.int64()) if f.name in (job.user_col, job.movie_col) else f
-        for f in schema
-    ]
+    id_fields = {ids.user_col: ids.field("user"), ids.movie_col: ids.field("movie")}
+    fields = [id_fields.get(f.name, f) for f in schema]
     fields += [
         pa.field(contract.PREDICTION_COL, pa.float32()),
         pa.field(contract.COLD_START_COL, pa.bool_()),
     ]
     return PairsSpec(
-        user_col=job.user_col,
-        movie_col=job.movie_col,
+        ids=ids,
         on_unknown=job.on_unknown,
         batch_size=batch_size,
         top_k=job.top_k,
@@ -74,7 +85,7 @@ def pairs_spec(job: ScoreJob, schema: pa.Schema, source: str, batch_size: int) -
 
 def _rating_column(job: ScoreJob, schema: pa.Schema, source: str) -> int | None:
     name = contract.RATING_COL
-    if name not in schema.names or name in (job.user_col, job.movie_col):
+    if name not in schema.names or name in job.id_columns:
         return None
     t = schema.field(name).type
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
@@ -98,7 +109,7 @@ class PairsResult:
     table: pa.RecordBatch | None
     tally: UnknownTally
     metrics: ErrorMetrics | None = None
-    topk: tuple[np.ndarray, ...] | None = None  # users, movies, ratings, rank scores, cold
+    topk: tuple | None = None  # users, movies (IDs), ratings, rank scores, cold
     kept: np.ndarray | None = None  # rows kept, where some were skipped
     failed: bool = False  # on_unknown="error" and the block has unknown IDs
     busy_seconds: float = 0.0
@@ -111,37 +122,27 @@ class PairsResult:
 def score_pairs_block(
     arts: Artifacts, block: Block, spec: PairsSpec, count_only: bool = False
 ) -> PairsResult:
-    """Score one block through :meth:`Artifacts.predict_ids`, exactly as ``rec-score``
-    writes it. Under ``on_unknown="error"`` a block with unknown IDs is only counted
-    (``failed``); ``count_only`` counts without scoring (the rest of a failed run)."""
+    """Score one block as ``rec-score`` writes it: its IDs looked up in the model's maps,
+    then :meth:`Artifacts.predict_found` (the second half of ``predict_ids``). Under
+    ``on_unknown="error"`` a block with unknown IDs is only counted (``failed``);
+    ``count_only`` counts without scoring (the rest of a failed run)."""
     batch = block.table
     schema = batch.schema
     ui, mi = schema.get_field_index(spec.user_col), schema.get_field_index(spec.movie_col)
-    users, movies = to_numpy(batch.column(ui)), to_numpy(batch.column(mi))
+    users, movies = column_ids(batch.column(ui)), column_ids(batch.column(mi))
+    user_found, movie_found = arts.lookup_ids(users, movies)
     tally = UnknownTally()
+    tally.add(users, movies, ~user_found[1], ~movie_found[1], block.first_row)
     n = batch.num_rows
-    pred = None
-    if not count_only:
-        try:
-            pred = arts.predict_ids(
-                users, movies, on_unknown=spec.on_unknown, batch_size=spec.batch_size
-            )
-        except DataError:
-            if spec.on_unknown != "error":
-                raise
-    if pred is None:
-        _, user_known, _ = arts.users.lookup(users)
-        _, movie_known, _ = arts.movies.lookup(movies)
-        tally.add(users, movies, ~user_known, ~movie_known, block.first_row)
+    if count_only or (spec.on_unknown == "error" and tally.rows_any):
         return PairsResult(block.first_row, n, 0, None, tally, failed=tally.rows_any > 0)
-    tally.add(users, movies, pred.unknown_user, pred.unknown_movie, block.first_row)
+    pred = arts.predict_found(user_found, movie_found, spec.on_unknown, spec.batch_size)
     kept = pred.kept
     cols = batch.columns
     all_kept = bool(kept.all())
     if not all_kept:
         mask = from_numpy(kept)
         cols = [c.filter(mask) for c in cols]
-        users, movies = users[kept], movies[kept]
     cols.append(from_numpy(pred.ratings))
     cols.append(from_numpy(pred.cold_start))
     table = pa.RecordBatch.from_arrays(cols, schema=spec.out_schema)
@@ -152,10 +153,20 @@ def score_pairs_block(
         truth = to_numpy(cols[spec.rating_index].cast(pa.float64()))
         result.metrics = ErrorMetrics()
         result.metrics.add(truth, pred.ratings)
-    if spec.top_k is not None and users.size:
+    if spec.top_k is not None and table.num_rows:
+        (_, uk, upos), (_, mk, mpos) = user_found, movie_found
+        if not all_kept:
+            users, movies = keep(users, kept), keep(movies, kept)
+            uk, upos, mk, mpos = uk[kept], upos[kept], mk[kept], mpos[kept]
+        idx, _ = select_top_k(
+            arts.users.sort_codes(users, uk, upos),
+            arts.movies.sort_codes(movies, mk, mpos),
+            pred.rank_scores,
+            spec.top_k,
+            pred.cold_start,
+        )
         arrays = (users, movies, pred.ratings, pred.rank_scores, pred.cold_start)
-        idx, _ = select_top_k(users, movies, pred.rank_scores, spec.top_k, pred.cold_start)
-        result.topk = tuple(a[idx] for a in arrays)
+        result.topk = tuple(take(a, idx) for a in arrays)
     return result
 
 
@@ -177,13 +188,22 @@ class PairsBlockFn:
 class PairsTotals:
     """The merged results of every block, added in input order."""
 
-    def __init__(self, top_k: int | None, titles: TitleLookup | None) -> None:
+    def __init__(
+        self,
+        top_k: int | None,
+        titles: TitleLookup | None,
+        arts: Artifacts | None = None,
+        ids: IdSchema | None = None,
+    ) -> None:
         self.rows_read = 0
         self.rows_written = 0
         self.failed = False
         self.unknown = UnknownTally()
         self.metrics = ErrorMetrics()
-        self.topk = TopKAccumulator(top_k, titles=titles) if top_k else None
+        self.topk = None
+        if top_k:
+            maps = None if arts is None else (arts.users, arts.movies)
+            self.topk = TopKAccumulator(top_k, titles=titles, maps=maps, ids=ids)
 
     def add(self, result: PairsResult) -> None:
         self.rows_read += result.rows

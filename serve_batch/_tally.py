@@ -11,7 +11,9 @@ import math
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
 
+from movierec.serve_batch._idvalues import Ids, concat, is_text, keep, show
 from movierec.serve_batch._sorting import sorted_unique
 
 #: How many offending IDs an error message shows.
@@ -19,17 +21,27 @@ SHOW_IDS = 5
 
 
 class DistinctIds:
-    """Distinct-ID count and the first few IDs in order of appearance, streaming."""
+    """Distinct-ID count and the first few IDs in order of appearance, streaming.
+
+    Integer IDs (numpy) are kept sorted and distinct; string IDs (Arrow) distinct by
+    Arrow's hash kernel. ``first`` holds Python ints or strs (for messages and manifests).
+    """
 
     def __init__(self, show: int = SHOW_IDS) -> None:
         self.show = show
-        self.first: list[int] = []
-        self._merged = np.empty(0, dtype=np.int64)
-        self._pending: list[np.ndarray] = []
+        self.first: list = []
+        self._merged: Ids | None = None
+        self._pending: list[Ids] = []
         self._pending_n = 0
 
-    def add(self, ids: np.ndarray) -> None:
-        if ids.size == 0:
+    def add(self, ids: Ids) -> None:
+        if len(ids) == 0:
+            return
+        if is_text(ids):
+            uniq = pc.unique(ids)  # in order of first appearance
+            if len(self.first) < self.show:
+                self._note_first(uniq[: self.show].to_pylist())
+            self._add_unique(uniq)
             return
         uniq, first_at = np.unique(ids, return_index=True)
         if len(self.first) < self.show:
@@ -43,7 +55,8 @@ class DistinctIds:
         so far is among them, so ``later``'s first ``show`` hold the new ones needed."""
         self._note_first(later.first)
         later._merge()
-        self._add_unique(later._merged)
+        if later._merged is not None:
+            self._add_unique(later._merged)
 
     def _note_first(self, ids) -> None:
         for v in ids:
@@ -52,22 +65,28 @@ class DistinctIds:
             if v not in self.first:
                 self.first.append(v)
 
-    def _add_unique(self, uniq: np.ndarray) -> None:
-        if not uniq.size:
+    def _add_unique(self, uniq: Ids) -> None:
+        if not len(uniq):
             return
         self._pending.append(uniq)
-        self._pending_n += uniq.size
-        if self._pending_n > max(self._merged.size, 1 << 16):
+        self._pending_n += len(uniq)
+        held = 0 if self._merged is None else len(self._merged)
+        if self._pending_n > max(held, 1 << 16):
             self._merge()
 
     def _merge(self) -> None:
-        if self._pending:
-            self._merged = sorted_unique(np.concatenate([self._merged, *self._pending]))
-            self._pending, self._pending_n = [], 0
+        if not self._pending:
+            return
+        parts = ([self._merged] if self._merged is not None else []) + self._pending
+        if is_text(parts[0]):
+            self._merged = pc.unique(concat(parts))
+        else:
+            self._merged = sorted_unique(np.concatenate(parts))
+        self._pending, self._pending_n = [], 0
 
     def count(self) -> int:
         self._merge()
-        return int(self._merged.size)
+        return 0 if self._merged is None else len(self._merged)
 
 
 class UnknownTally:
@@ -83,8 +102,8 @@ class UnknownTally:
 
     def add(
         self,
-        users: np.ndarray,
-        movies: np.ndarray,
+        users: Ids,
+        movies: Ids,
         unknown_user: np.ndarray,
         unknown_movie: np.ndarray,
         row_offset: int,
@@ -99,8 +118,10 @@ class UnknownTally:
         self.rows_any += n_any
         self.rows_user += int(unknown_user.sum())
         self.rows_movie += int(unknown_movie.sum())
-        self.users.add(users[unknown_user])
-        self.movies.add(movies[unknown_movie])
+        if unknown_user.any():
+            self.users.add(keep(users, unknown_user))
+        if unknown_movie.any():
+            self.movies.add(keep(movies, unknown_movie))
 
     def merge(self, later: UnknownTally) -> None:
         """Add ``later``, the tally of the input that follows this one's."""
@@ -138,7 +159,7 @@ class UnknownTally:
             ("movie", self.rows_movie, self.movies),
         ):
             if rows:
-                shown = ", ".join(map(str, ids.first))
+                shown = ", ".join(map(show, ids.first))
                 more = ", ..." if ids.count() > len(ids.first) else ""
                 parts.append(
                     f"{rows} rows with an unknown {kind} ID ({ids.count()} distinct: {shown}{more})"

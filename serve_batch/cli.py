@@ -35,8 +35,13 @@ _EPILOG = (
 Files: INPUT, OUTPUT and the other tables are Parquet or CSV, chosen by the
 ending: .parquet, .csv, .csv.gz (gzip). INPUT and --exclude may be folders of
 Parquet files (read in name order); an OUTPUT without an ending (no dot in its
-name) is written as a folder of Parquet parts with a _SUCCESS marker. IDs are
-raw MovieLens integer IDs.
+name) is written as a folder of Parquet parts with a _SUCCESS marker.
+\b
+IDs: the ID columns and their types come from the model (id_mapping.json records
+the training data's column names and whether its user and movie IDs are integers
+or strings). Outputs keep the input's column names, with the IDs in the model's
+types. String IDs are matched exactly (no trimming, case kept: "007" is not "7"),
+and an integer column given for them is read as its decimal text.
 \b
 Unknown IDs (--unknown fallback): unknown user + known movie -> the movie's
 fallback mean; known user + unknown movie -> the user's; both unknown -> the
@@ -47,11 +52,14 @@ missing) and renamed into place only when the whole run succeeds (a failed run
 leaves OUTPUT untouched). A JSON run summary is written to OUTPUT.manifest.json.
 An input with a header and no rows gives an empty table with every column.
 \b
-Top-k tables: user_id, rank, movie_id, predicted_rating, score, cold_start
-[, title]. predicted_rating is the rating the model predicts; score is the value
-the ranking sorts by (the model's rank_score output, which mixes its ranking
-head with the rating; the rating itself for a model without one), so rank 1 has
-the highest score but not always the highest predicted_rating.
+Top-k tables: USER, rank, MOVIE, predicted_rating, score, cold_start [, title],
+where USER and MOVIE are the --user-col and --movie-col in use. predicted_rating
+is the rating the model predicts; score is the value the ranking sorts by (the
+model's rank_score output, which mixes its ranking head with the rating; the
+rating itself for a model without one), so rank 1 has the highest score but not
+always the highest predicted_rating. Rows are ordered
+by user, then rank. Integer IDs sort by value; string IDs the model knows sort by
+code point, followed by cold-start (unknown) ones, also by code point.
 """
     + EXIT_CODES_HELP
 )
@@ -77,26 +85,32 @@ UNTOUCHED = (
 @artifacts_option(f"Folder with {contract.MODEL_FILE} and {contract.MAPPING_FILE} from rec-export.")
 @click.option(
     "--user-col",
-    default=contract.USER_COL,
-    show_default=True,
-    help="Column of raw user IDs (in INPUT, and in --exclude).",
+    default=None,
+    metavar="NAME",
+    help="Column of raw user IDs in INPUT (USERS in catalog mode) and --exclude, and the "
+    "name of the user column of the top-k table. [default: the model's user column, "
+    f"recorded in {contract.MAPPING_FILE}; {contract.USER_COL} for a model exported "
+    "without one]",
 )
 @click.option(
     "--movie-col",
-    default=contract.MOVIE_COL,
-    show_default=True,
-    help="Column of raw movie IDs (in INPUT, and in --exclude).",
+    default=None,
+    metavar="NAME",
+    help="Column of raw movie IDs in INPUT and --exclude, and the name of the movie column "
+    "of the top-k table. [default: the model's movie column, recorded in "
+    f"{contract.MAPPING_FILE}; {contract.MOVIE_COL} for a model exported without one]",
 )
 @click.option(
     "--top-k",
     type=click.IntRange(min=1),
     default=None,
     metavar="K",
-    help="Also write each user's K best pairs as a long table user_id, rank, movie_id, "
-    "predicted_rating, score, cold_start. score is what the ranking sorts by: the model's "
-    "rank_score output (its ranking head mixed with the rating), or the rating if it has "
-    "none; rank 1 has the highest score, cold-start pairs come last, ties by movie ID "
-    f"ascending. [default: no table; {DEFAULT_CATALOG_TOP_K} with --all-movies]",
+    help="Also write each user's K best pairs as a long table USER, rank, MOVIE, "
+    "predicted_rating, score, cold_start (USER, MOVIE: the ID columns). score is what the "
+    "ranking sorts by: the model's rank_score output (its ranking head mixed with the "
+    "rating), or the rating if it has none; rank 1 has the highest score, cold-start pairs "
+    "come last, ties by movie ID ascending. "
+    f"[default: no table; {DEFAULT_CATALOG_TOP_K} with --all-movies]",
 )
 @click.option(
     "--titles",

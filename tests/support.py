@@ -40,10 +40,21 @@ OPSET = 17
 RATING_MIN, RATING_MAX = 1.0, 5.0
 
 
+#: Raw string IDs of the fakes built with string IDs: a few tricky ones (integer-looking,
+#: leading zeros, non-ASCII, JSON punctuation), the rest in a common shape.
+TRICKY_USERS = ("7", "007", "Zoë-😀", "a,b:c}", "Ω")
+TRICKY_MOVIES = ("42", "ü", "sku:{x}")
+
+
+def string_ids(values: np.ndarray, tricky: tuple[str, ...], template: str) -> list[str]:
+    """String IDs for integer ``values``: the tricky ones first, then ``template``."""
+    return [tricky[i] if i < len(tricky) else template.format(int(v)) for i, v in enumerate(values)]
+
+
 @dataclass
 class FakeArtifacts:
     folder: Path
-    user_ids: np.ndarray  # raw IDs, sorted
+    user_ids: np.ndarray  # raw IDs, sorted (int64, or str objects in code point order)
     movie_ids: np.ndarray
     user_rows: np.ndarray  # embedding row of user_ids[i]
     movie_rows: np.ndarray
@@ -57,6 +68,13 @@ class FakeArtifacts:
     global_mean: float
     metadata: dict[str, str] = field(default_factory=dict)
     rank_head: tuple[np.ndarray, np.ndarray, np.ndarray, float] | None = None  # R, S, c, mix
+    id_types: tuple[str, str] = (contract.ID_TYPE_INT, contract.ID_TYPE_INT)
+    columns: tuple[str, str] = (contract.USER_COL, contract.MOVIE_COL)
+
+    def as_ids(self, values, side: str) -> np.ndarray:
+        """``values`` as the model's IDs of ``side``: int64, or str objects."""
+        text = self.id_types[0 if side == "user" else 1] == contract.ID_TYPE_STRING
+        return np.asarray(values, dtype=object if text else np.int64)
 
     @property
     def model_path(self) -> Path:
@@ -68,8 +86,8 @@ class FakeArtifacts:
 
     def expected(self, users, movies) -> tuple[np.ndarray, np.ndarray]:
         """Reference scores (float32) and cold_start flags with the documented fallback."""
-        users = np.asarray(users, dtype=np.int64)
-        movies = np.asarray(movies, dtype=np.int64)
+        users = self.as_ids(users, "user")
+        movies = self.as_ids(movies, "movie")
         umap = dict(zip(self.user_ids.tolist(), self.user_rows.tolist(), strict=True))
         mmap = dict(zip(self.movie_ids.tolist(), self.movie_rows.tolist(), strict=True))
         out = np.empty(users.size, dtype=np.float32)
@@ -102,7 +120,11 @@ class FakeArtifacts:
         mmap = dict(zip(self.movie_ids.tolist(), self.movie_rows.tolist(), strict=True))
         out = ratings.copy()
         for i, (u, m) in enumerate(
-            zip(np.asarray(users).tolist(), np.asarray(movies).tolist(), strict=True)
+            zip(
+                self.as_ids(users, "user").tolist(),
+                self.as_ids(movies, "movie").tolist(),
+                strict=True,
+            )
         ):
             if not cold[i]:
                 r, k = umap[u], mmap[m]
@@ -123,8 +145,21 @@ def build_fake_artifacts(
     mapping_format_version: int | None = None,
     with_sha: bool = True,
     rank_head: bool = False,
+    id_types: tuple[str, str] | None = None,
+    columns: tuple[str, str] | None = None,
+    compact: bool = False,
+    user_keys: list[str] | None = None,
+    movie_keys: list[str] | None = None,
 ) -> FakeArtifacts:
-    """Write model.onnx + id_mapping.json into ``folder`` and return the reference."""
+    """Write model.onnx + id_mapping.json into ``folder`` and return the reference.
+
+    ``id_types`` / ``columns`` (user, movie) are written as the mapping's ``id_types`` and
+    ``columns`` keys when given (else the mapping is an older one, without them); a
+    string side gets the IDs of :func:`string_ids`, or ``user_keys`` / ``movie_keys``
+    (distinct strings, one per user or movie) where given. ``compact``: the exporter's
+    layout (``separators=(",", ":")``, ``ensure_ascii=False``) instead of an indented one."""
+    n_users = len(user_keys) if user_keys is not None else n_users
+    n_movies = len(movie_keys) if movie_keys is not None else n_movies
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -151,8 +186,15 @@ def build_fake_artifacts(
                 S[twin], c[twin] = S[0], c[0]
         head = (R, S, c, 0.3)
 
-    user_mean = {int(u): round(float(rng.uniform(1.5, 4.8)), 3) for u in user_ids}
-    movie_mean = {int(m): round(float(rng.uniform(0.5, 5.5)), 3) for m in movie_ids}
+    types = id_types or (contract.ID_TYPE_INT, contract.ID_TYPE_INT)
+    if types[0] == contract.ID_TYPE_STRING:
+        keys = user_keys or string_ids(user_ids, TRICKY_USERS, "c-{:05d}")
+        user_ids, user_rows = _as_strings(keys, user_rows)
+    if types[1] == contract.ID_TYPE_STRING:
+        keys = movie_keys or string_ids(movie_ids, TRICKY_MOVIES, "tt{:07d}")
+        movie_ids, movie_rows = _as_strings(keys, movie_rows)
+    user_mean = {_key(u): round(float(rng.uniform(1.5, 4.8)), 3) for u in user_ids.tolist()}
+    movie_mean = {_key(m): round(float(rng.uniform(0.5, 5.5)), 3) for m in movie_ids.tolist()}
     global_mean = 3.53
     mapping = {
         contract.MAPPING_FORMAT_VERSION: (
@@ -173,7 +215,15 @@ def build_fake_artifacts(
         },
         contract.MAPPING_TITLES: {str(m): f"Movie {m} (1999)" for m in movie_ids.tolist()},
     }
-    mapping_bytes = json.dumps(mapping, indent=1).encode()
+    if id_types is not None:
+        mapping[contract.MAPPING_ID_TYPES] = {"user": types[0], "movie": types[1]}
+    if columns is not None:
+        mapping[contract.MAPPING_COLUMNS] = {"user": columns[0], "movie": columns[1]}
+    if compact:
+        text = json.dumps(mapping, ensure_ascii=False, separators=(",", ":")) + "\n"
+    else:
+        text = json.dumps(mapping, indent=1)
+    mapping_bytes = text.encode()
     (folder / contract.MAPPING_FILE).write_bytes(mapping_bytes)
 
     metadata = {
@@ -206,7 +256,19 @@ def build_fake_artifacts(
         global_mean=global_mean,
         metadata=metadata,
         rank_head=head,
+        id_types=types,
+        columns=columns or (contract.USER_COL, contract.MOVIE_COL),
     )
+
+
+def _as_strings(keys: list[str], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """String IDs ``keys`` in code point order, with their rows in the same order."""
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    return np.array([keys[i] for i in order], dtype=object), rows[order]
+
+
+def _key(value) -> int | str:
+    return value if isinstance(value, str) else int(value)
 
 
 def build_mf_model(

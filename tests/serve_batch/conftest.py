@@ -40,6 +40,58 @@ def fake_ranked_catalog(tmp_path_factory: pytest.TempPathFactory) -> FakeArtifac
     return fake
 
 
+#: The ID columns of the string-ID fakes: a service's own names, not MovieLens'.
+STRING_COLUMNS = ("customer_id", "sku")
+
+
+@pytest.fixture(scope="session")
+def fake_strings(tmp_path_factory: pytest.TempPathFactory) -> FakeArtifacts:
+    """String user and movie IDs under the columns customer_id / sku, a rank head, the
+    exporter's compact mapping, and a catalog graph."""
+    fake = build_fake_artifacts(
+        tmp_path_factory.mktemp("strings"),
+        seed=7,
+        rank_head=True,
+        id_types=("string", "string"),
+        columns=STRING_COLUMNS,
+        compact=True,
+    )
+    build_fake_catalog(fake)
+    return fake
+
+
+@pytest.fixture(scope="session")
+def fake_strings_plain(tmp_path_factory: pytest.TempPathFactory) -> FakeArtifacts:
+    """String IDs, no rank head, an indented mapping (read by json.loads), no catalog graph."""
+    return build_fake_artifacts(
+        tmp_path_factory.mktemp("strings_plain"),
+        seed=8,
+        id_types=("string", "string"),
+        columns=STRING_COLUMNS,
+    )
+
+
+@pytest.fixture(scope="session")
+def fake_mixed(tmp_path_factory: pytest.TempPathFactory) -> FakeArtifacts:
+    """Integer users with string movie IDs (SKUs), under member / sku, with a catalog graph."""
+    fake = build_fake_artifacts(
+        tmp_path_factory.mktemp("mixed"),
+        seed=9,
+        rank_head=True,
+        id_types=("int", "string"),
+        columns=("member", "sku"),
+        compact=True,
+    )
+    build_fake_catalog(fake)
+    return fake
+
+
+@pytest.fixture(params=["strings", "strings_plain", "mixed"])
+def any_fake_strings(request: pytest.FixtureRequest) -> FakeArtifacts:
+    """Each kind of model with string IDs on one side or both."""
+    return request.getfixturevalue(f"fake_{request.param}")
+
+
 @pytest.fixture(params=["plain", "ranked"])
 def any_fake_catalog(request: pytest.FixtureRequest) -> FakeArtifacts:
     """Each kind of model, with its catalog graph."""

@@ -82,3 +82,40 @@ def test_other_layouts_read_exactly_as_json_does(text):
 def test_bad_json_still_raises_json_errors():
     with pytest.raises(json.JSONDecodeError):
         loads_mapping(b'{"user_index":{"1":0},"movie_index":{"1":0},"fallback":{"user_mean":{}')
+
+
+KEY = st.one_of(
+    st.text(max_size=6),
+    st.sampled_from(["7", "007", "1.5", "1e3", "-0", "a}b", 'q"uote', "back\\slash", "}", ":,"]),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(KEY, min_size=1, max_size=25, unique=True),
+    st.lists(KEY, min_size=1, max_size=25, unique=True),
+)
+def test_string_keys_read_exactly_as_json_does(user_ids, movie_ids):
+    """Keys of any text in the exporter's layout: those without an escape take the fast
+    reader (keys cut out of the text as Arrow strings), any other falls back; both equal
+    json.loads, and the string ID maps built from either are the same."""
+    mapping = _mapping(user_ids, movie_ids)
+    mapping[contract.MAPPING_ID_TYPES] = {"user": "string", "movie": "string"}
+    data = (json.dumps(mapping, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    got = loads_mapping(data)
+    ref = json.loads(data)
+    assert _plain(got) == ref
+    escaped = any(json.dumps(k, ensure_ascii=False) != f'"{k}"' for k in user_ids + movie_ids)
+    assert isinstance(got[contract.MAPPING_USER_INDEX], IdTable) == (not escaped)
+    for index_key, mean_key in (
+        (contract.MAPPING_USER_INDEX, contract.FALLBACK_USER_MEAN),
+        (contract.MAPPING_MOVIE_INDEX, contract.FALLBACK_MOVIE_MEAN),
+    ):
+        fast = build_idmap(
+            got[index_key], got[contract.MAPPING_FALLBACK][mean_key], 3.5, id_type="string"
+        )
+        slow = build_idmap(
+            ref[index_key], ref[contract.MAPPING_FALLBACK][mean_key], 3.5, id_type="string"
+        )
+        assert fast.ids.equals(slow.ids)
+        assert np.array_equal(fast.rows, slow.rows) and np.array_equal(fast.means, slow.means)

@@ -151,8 +151,8 @@ def test_help_explains_every_option_with_defaults() -> None:
         assert option in text
     for default in [
         "[default: artifacts]",
-        "[default: user_id]",
-        "[default: movie_id]",
+        "[default: the model's user column",
+        "[default: the model's movie column",
         "[default: fallback]",
         "[default: 65536; x>=1]",
         "[default: 0; x>=0]",

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from movierec.serve_batch._ids import convert_id_column
+from movierec.serve_batch._ids import convert_id_column, convert_string_id_column
 from movierec.serve_batch.errors import DataError
 
 IDS = st.integers(min_value=-(2**62), max_value=2**62)
@@ -130,3 +130,55 @@ def test_out_of_range_values_are_rejected() -> None:
         convert(pa.array(["1", "99999999999999999999"]))
     with pytest.raises(DataError, match="row 0 .*larger than int64"):
         convert(pa.array([2**64 - 1], pa.uint64()))
+
+
+# --- string IDs -----------------------------------------------------------------------------
+
+
+def convert_text(arr: pa.Array, offset: int = 0) -> pa.Array:
+    return convert_string_id_column(
+        arr, source="pairs.parquet", name="sku", kind="movie", row_offset=offset
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=40),
+    st.sampled_from(["string", "large_string", "dictionary", "chunked"]),
+)
+def test_string_ids_are_kept_exactly_in_every_layout(values: list[str], layout: str) -> None:
+    arr = pa.array(values, pa.large_string() if layout == "large_string" else pa.string())
+    if layout == "dictionary":
+        arr = arr.dictionary_encode()
+    if layout == "chunked":
+        arr = pa.chunked_array([arr[:1], arr[1:]])
+    got = convert_text(arr)
+    assert got.type == pa.string() and got.to_pylist() == values
+
+
+def test_integer_columns_are_string_ids_as_decimal_text() -> None:
+    assert convert_text(pa.array([7, -3, 0], pa.int32())).to_pylist() == ["7", "-3", "0"]
+
+
+@pytest.mark.parametrize(
+    ("arr", "row", "got"),
+    [
+        (pa.array(["a", None, "b"]), 1, "got a null (missing) value"),
+        (pa.array(["a", "b", ""]), 2, "got an empty string"),
+        # a dictionary whose values hold the null, and an index pointing at it
+        (pa.DictionaryArray.from_arrays([0, 0, 1], pa.array(["a", None])), 2, "got a null"),
+        (pa.array(["a", "", "b"]).dictionary_encode(), 1, "got an empty string"),
+    ],
+)
+def test_null_and_empty_string_ids_name_their_row(arr: pa.Array, row: int, got: str) -> None:
+    with pytest.raises(DataError) as exc:
+        convert_text(arr, 10)
+    assert str(exc.value).startswith(
+        f"pairs.parquet: column 'sku' row {10 + row} (0-based data row): expected a string "
+        f"movie ID, {got}"
+    )
+
+
+def test_other_types_are_refused_for_string_ids() -> None:
+    with pytest.raises(DataError, match="expected string movie IDs, but the column has type bool"):
+        convert_text(pa.array([True]))

@@ -101,6 +101,42 @@ def test_rec_score_never_imports_pandas(fake_catalog, tmp_path: Path) -> None:
     assert read_table(tmp_path / "top.parquet").num_rows > 0
 
 
+def test_string_ids_never_import_pandas_either(fake_strings, tmp_path: Path) -> None:
+    """String IDs under the model's own columns: pairs with a top-k table and titles
+    (unknown IDs, CSV and Parquet), and catalog mode with exclusions."""
+    fake = fake_strings
+    users = fake.user_ids.tolist() + ["zz-new"]
+    movies = fake.movie_ids.tolist() + ["tt9999999"]
+    rng = np.random.default_rng(4)
+    pairs = pa.table(
+        {
+            "customer_id": strings_from_list([users[i] for i in rng.integers(0, len(users), 300)]),
+            "sku": strings_from_list([movies[i] for i in rng.integers(0, len(movies), 300)]),
+        }
+    )
+    inp = write_table(tmp_path / "in.parquet", pairs)
+    csv = write_table(tmp_path / "in.csv", pairs)
+    who = write_table(tmp_path / "users.parquet", {"customer_id": strings_from_list(users)})
+    art = ["--artifacts", str(fake.folder), "--quiet"]
+    runs = [
+        [str(inp), str(tmp_path / "out.parquet"), "--top-k", "3", "--titles", *art],
+        [str(csv), str(tmp_path / "out.csv"), "--top-k", "2", "--unknown", "skip", *art],
+        [str(who), str(tmp_path / "top.parquet"), "--all-movies", "--exclude", str(inp), *art],
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCK_PANDAS_AND_RUN, json.dumps(runs)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["codes"] == [0, 0, 0], proc.stderr
+    assert result["attempts"] == [], "pandas was imported from:\n" + result["attempts"][0]
+    assert read_table(tmp_path / "top.parquet").column_names[:3] == ["customer_id", "rank", "sku"]
+
+
 NUMERIC = [np.int8, np.int32, np.int64, np.uint8, np.uint64, np.float32, np.float64, np.bool_]
 
 

@@ -197,6 +197,46 @@ def test_catalog_graph_tables_match_local_bit_for_bit(
     assert json.loads(json.dumps(local["exclude"])) == ray["exclude"]
 
 
+@pytest.mark.slow  # two Ray jobs: about 7 s
+def test_string_ids_give_the_local_tables(ray_local, fake_strings, tmp_path: Path) -> None:
+    """A string-ID model under customer_id / sku: pairs with top-k (unknown IDs, 3 read
+    tasks) and catalog mode with exclusions, the same files as the local engine."""
+    fake = fake_strings
+    rng = np.random.default_rng(11)
+    users = fake.user_ids.tolist() + ["zz-new", "7 "]
+    movies = fake.movie_ids.tolist() + ["tt9999999"]
+    n = 450
+    table = pa.table(
+        {
+            "customer_id": pa.array([users[i] for i in rng.integers(0, len(users), n)]),
+            "sku": pa.array([movies[i] for i in rng.integers(0, len(movies), n)]),
+            "note": [f"row-{i}" for i in range(n)],
+        }
+    )
+    inp = tmp_path / "in.parquet"
+    pq.write_table(table, inp, row_group_size=150)
+    kw = dict(artifacts=fake.folder, quiet=True, batch_size=41, top_k=3, titles=True)
+    local = score_file(ScoreConfig.build(input=inp, output=tmp_path / "local.parquet", **kw))
+    ray = score_file_ray(inp, tmp_path / "ray.parquet", rows_per_task=150, **kw)
+    for name in ("{}.parquet", "{}.topk.parquet"):
+        want = pq.read_table(tmp_path / name.format("local"))
+        assert pq.read_table(tmp_path / name.format("ray")).equals(want)
+        assert want.schema.field("customer_id").type == pa.string()
+    assert_manifests_match(local, ray)
+    assert ray["unknown"]["first_unknown_users"] == local["unknown"]["first_unknown_users"]
+    assert ray["engine"]["read_tasks"] == 3
+    # catalog mode
+    who = write_table(tmp_path / "users.parquet", {"customer_id": users[::-1]})
+    kw = dict(artifacts=fake.folder, all_movies=True, exclude=inp, top_k=4, quiet=True)
+    kw["batch_size"] = 140
+    local = score_catalog(ScoreConfig.build(input=who, output=tmp_path / "cl.parquet", **kw))
+    ray = score_file_ray(who, tmp_path / "cr.parquet", actors=2, **kw)
+    want = pq.read_table(tmp_path / "cl.parquet")
+    assert pq.read_table(tmp_path / "cr.parquet").equals(want) and want.num_rows > 0
+    assert want.column_names[:3] == ["customer_id", "rank", "sku"]
+    assert_manifests_match(local, ray)
+
+
 def test_catalog_folder_output_and_unknown_error_policy(ray_local, fake, tmp_path: Path) -> None:
     users = write_table(tmp_path / "users.csv", {"user_id": fake.user_ids[::-1]})
     kw = dict(artifacts=fake.folder, quiet=True, batch_size=30, top_k=2, all_movies=True)

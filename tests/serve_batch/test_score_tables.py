@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 from movierec.serve_batch import ScoreConfig, contract, load_artifacts, score_catalog, score_file
+from movierec.serve_batch._id_schema import IdSchema
 from movierec.serve_batch._topk import TOPK_SCHEMA, TitleLookup, topk_schema
 from tests.support import read_table, write_table
 
@@ -79,6 +80,10 @@ def test_title_lookup_leaves_null_where_the_data_had_none() -> None:
     got = lookup.lookup(np.array([3, 5, 7, 99, 3]))
     assert got.to_pylist() == ["Three", None, "Seven (1995)", None, "Three"]
     assert TitleLookup({}).lookup(np.array([1, 2])).to_pylist() == [None, None]
+    by_text = TitleLookup({"tt7": "Seven", "007": "Bond", "7": "Seven again"}, "string")
+    got = by_text.lookup(pa.array(["7", "007", "07", "tt7", "TT7"]))
+    assert got.to_pylist() == ["Seven again", "Bond", None, "Seven", None]
+    assert TitleLookup({}, "string").lookup(pa.array(["a"])).to_pylist() == [None]
 
 
 def test_titles_need_a_top_k_table_in_pairs_mode(fake, make_pairs, tmp_path: Path) -> None:
@@ -162,6 +167,14 @@ def test_manifest_rates_name_what_they_count(fake, make_pairs, tmp_path: Path) -
 def test_topk_schema_is_the_one_contract() -> None:
     assert tuple(TOPK_SCHEMA.names) == contract.TOPK_COLUMNS
     assert topk_schema(titles=True).names == [*contract.TOPK_COLUMNS, contract.TITLE_COL]
+    ids = IdSchema("customer_id", "sku", "int", "string")
+    schema = topk_schema(ids, titles=True)
+    assert schema.names == ["customer_id", *contract.TOPK_COLUMNS[1:2], "sku"] + [
+        *contract.TOPK_COLUMNS[3:],
+        contract.TITLE_COL,
+    ]
+    assert schema.field("customer_id").type == pa.int64()
+    assert schema.field("sku").type == pa.string()
 
 
 def test_a_mapping_replaced_mid_export_is_read_again(fake, tmp_path: Path, monkeypatch) -> None:
