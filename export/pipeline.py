@@ -67,8 +67,11 @@ def prepare_output_dir(path: Path) -> None:
         ) from None
 
 
-def run_export(config: ExportConfig) -> ExportResult:
+def run_export(config: ExportConfig, checkpoint: Checkpoint | None = None) -> ExportResult:
     """Export, verify parity with the scorer's code, and only then publish the files.
+
+    ``checkpoint``: the trained model in memory (a nightly run's, which need not write it
+    and read it back); by default ``config.checkpoint_path`` is read.
 
     Writes the pairs graph (``model.onnx``), the catalog graph (``catalog.onnx``, the
     folded tables turned into top-k of a block of users x every movie) and the ID mapping.
@@ -79,7 +82,7 @@ def run_export(config: ExportConfig) -> ExportResult:
     and a catalog graph of another export by the model's).
     """
     check_opset(config.opset)
-    ckpt = load_checkpoint(config.checkpoint_path)
+    ckpt = checkpoint if checkpoint is not None else load_checkpoint(config.checkpoint_path)
     out = config.output_dir
     prepare_output_dir(out)
     fallback = ckpt.fallback()

@@ -167,6 +167,16 @@ Tables: user_id, rank, movie_id, predicted_rating, score, cold_start
     "published metrics stay the evaluation run's holdout metrics).",
 )
 @click.option(
+    "--refit-from",
+    type=click.Choice(["evaluated", "scratch"]),
+    default=None,
+    help="Where the refit starts: 'evaluated' continues from the evaluation run's weights "
+    "on every rating; 'scratch' trains a new network for the evaluation run's best epoch "
+    "count (at 25M ratings several times the time, for the same quality on the newest "
+    "ratings: README, The night at scale). [default: scratch up to 500,000 training "
+    "ratings, evaluated above]",
+)
+@click.option(
     "--force",
     is_flag=True,
     help="Train and publish even if the data gate or the quality gate refuses (the "
@@ -211,6 +221,7 @@ def cli(
     max_data_drop: float,
     metrics_file: Path | None,
     refit: bool,
+    refit_from: str,
     force: bool,
     publish,
     publish_table: str,
@@ -278,6 +289,7 @@ def cli(
         max_data_drop=max_data_drop,
         metrics_file=metrics_file,
         refit=refit,
+        refit_from=refit_from,
         force=force,
         ray=RayOptions.for_engine(
             engine, address=address, actors=actors, threads_per_actor=threads_per_actor

@@ -53,6 +53,9 @@ class NightlyConfig:
     max_data_drop: float = DEFAULT_MAX_DATA_DROP
     metrics_file: Path | None = None
     refit: bool = True
+    #: Where the refit starts: "evaluated" (the evaluation run's weights) or "scratch" (a
+    #: new network for the best epoch count); None: by data size (``refit.default_start``).
+    refit_from: str | None = None
     force: bool = False
     ray: RayOptions | None = None  # None: score with the local engine
     quiet: bool = False

@@ -136,12 +136,20 @@ class _Run:
                 self.database.check()
             data = self.load()
             self.data_gate()
-            evaluated, final, export_from = self.train(work, data)
+            final, export_from = self.train(work, data)
             del data  # the split holds what scoring needs; the data frame can go
-            self.export(export_from, work)
-            decision = self.gate(final.metrics)
-            rows = self.score(work, evaluated.checkpoint)
-            self.list_quality(evaluated.checkpoint.split, final.titles)
+            self.export(final, export_from, work)
+            # scoring runs the exported model: keep the ratings and names, free the network
+            split, metrics, titles, columns = (
+                final.split,
+                final.metrics,
+                final.titles,
+                final.columns,
+            )
+            del final
+            decision = self.gate(metrics)
+            rows = self.score(work, split, columns)
+            self.list_quality(split, titles)
             self.publish()
             status = "published"
             self.exit_code = 0
@@ -222,7 +230,6 @@ class _Run:
         log.info("data gate: %s (%s)", decision.decision, decision.reason)
 
     def train(self, work: Path, data):
-        from movierec.train.checkpoint import save_checkpoint
         from movierec.train.pipeline import run_training, write_json
         from movierec.train.refit import refit_on_all_ratings
 
@@ -233,27 +240,29 @@ class _Run:
             quiet=cfg.quiet,
         )
         with self.stages.stage("train"):
-            evaluated = run_training(train_cfg, data=data)
+            # the evaluation's checkpoint stays in memory: nothing reads it from disk
+            evaluated = run_training(train_cfg, data=data, write_checkpoint=False)
         ckpt = evaluated.checkpoint
         self.report["data"]["split"] = evaluated.metrics["split"]
         if not cfg.refit:
             self.stages.skip("refit", "--no-refit: the evaluated model is published")
-            return evaluated, ckpt, evaluated.artifacts
+            return ckpt, evaluated.artifacts
         with self.stages.stage("refit"):
-            refit = refit_on_all_ratings(train_cfg, ckpt, data=data)
+            refit = refit_on_all_ratings(train_cfg, ckpt, data=data, start=cfg.refit_from)
             folder = work / "refit"
             folder.mkdir()
-            save_checkpoint(folder / contract.CHECKPOINT_FILE, refit.checkpoint)
             write_json(folder / contract.METRICS_FILE, refit.metrics)
-        return evaluated, refit.checkpoint, folder
+        del evaluated, ckpt  # the refit holds every rating and the holdout metrics
+        return refit.checkpoint, folder
 
-    def export(self, export_from: Path, work: Path) -> None:
+    def export(self, checkpoint, export_from: Path, work: Path) -> None:
         from movierec.export.config import ExportConfig
         from movierec.export.pipeline import run_export
 
         staging = self.home.staging_dir(self.version)
         with self.stages.stage("export"):
-            run_export(ExportConfig(artifacts=export_from, output=staging, quiet=self.config.quiet))
+            config = ExportConfig(artifacts=export_from, output=staging, quiet=self.config.quiet)
+            run_export(config, checkpoint)
             shutil.copy2(export_from / contract.METRICS_FILE, staging / contract.METRICS_FILE)
             curves = work / "evaluation" / contract.CURVES_FILE
             if curves.exists():
@@ -305,13 +314,12 @@ class _Run:
         log.info("gate: %s (%s)", decision.decision, decision.reason)
         return decision
 
-    def score(self, work: Path, evaluated) -> dict[str, Any]:
+    def score(self, work: Path, split, columns: dict | None) -> dict[str, Any]:
         cfg, home, version = self.config, self.home, self.version
-        split = evaluated.split
         # the table's ID columns are named as the data's (customer_id, sku, ...)
         names = (
-            (evaluated.columns or {}).get("user", contract.USER_COL),
-            (evaluated.columns or {}).get("movie", contract.MOVIE_COL),
+            (columns or {}).get("user", contract.USER_COL),
+            (columns or {}).get("movie", contract.MOVIE_COL),
         )
         with self.stages.stage("score"):
             users = cfg.users or write_ids(
@@ -359,7 +367,7 @@ class _Run:
             figures, samples = measure_lists(
                 home.table(version),
                 split.vocab,
-                [split.train, split.val, split.test],
+                split.every_rating(),
                 cfg.top_k,
                 titles=titles,
                 seed=cfg.train.seed,
@@ -488,7 +496,7 @@ def write_all_ratings(
     vocab = split.vocab
     writer = None
     try:
-        for part in (split.train, split.val, split.test):
+        for part in split.every_rating():
             for a in range(0, len(part), RATED_CHUNK_ROWS):
                 b = a + RATED_CHUNK_ROWS
                 users = vocab.raw_users(part.user_idx[a:b])

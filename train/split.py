@@ -52,9 +52,19 @@ class Split:
     train: Part
     val: Part
     test: Part
-    #: The validation ratings are in ``train`` too (a refit): validation figures are
-    #: in-sample, and the training log says so instead of marking a "best" epoch.
+    #: The validation ratings are in ``train`` too (a refit): no epoch is judged on them.
     val_in_train: bool = False
+    #: The test ratings are in ``train`` too (a refit on every rating).
+    test_in_train: bool = False
+
+    def every_rating(self) -> list[Part]:
+        """The parts that hold every rating of the split once (``train`` alone where it
+        holds the others too)."""
+        return [self.train] + [
+            part
+            for part, inside in ((self.val, self.val_in_train), (self.test, self.test_in_train))
+            if not inside
+        ]
 
 
 def encode_ids(ratings: pd.DataFrame) -> tuple[Vocabulary, np.ndarray, np.ndarray]:

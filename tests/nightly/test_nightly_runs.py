@@ -234,6 +234,8 @@ def test_published_version_holds_the_model_and_the_refit_metrics(nights) -> None
     metrics, report = nights["second_metrics"], nights["second"].report
     assert metrics["refit"]["refit"] is True
     assert metrics["refit"]["ratings"] == report["data"]["ratings"]
+    # small data refits from scratch for the best epoch count (refit.default_start)
+    assert metrics["refit"]["from"] == "scratch"
     assert metrics["refit"]["epochs"] == metrics["best_epoch"]
     # the holdout metrics are the evaluation run's (the gate compared these)
     assert metrics["test"]["rmse"] == report["metrics"]["candidate"]["test_rmse"]

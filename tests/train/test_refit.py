@@ -10,10 +10,10 @@ import pytest
 
 from movierec.serve_batch.errors import DataError
 from movierec.train.checkpoint import load_checkpoint
-from movierec.train.config import TrainConfig
+from movierec.train.config import LARGE_DATA_RATINGS, TrainConfig
 from movierec.train.loop import predict_part
 from movierec.train.metrics import rating_errors
-from movierec.train.refit import CONTINUE_EPOCHS, REFIT_KEY, refit_on_all_ratings
+from movierec.train.refit import REFIT_KEY, default_start, refit_on_all_ratings
 from tests.support import TINY
 
 #: One torch thread: on a busy 2-core machine the default took 10x longer (13-29 s).
@@ -50,36 +50,36 @@ class _Lines(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def test_refit_continues_from_the_evaluated_weights_on_every_rating(refit) -> None:
+def test_small_data_refits_from_scratch_for_the_best_epoch_count(refit) -> None:
     evaluated, result = refit
     split = evaluated.split
     n_all = len(split.train) + len(split.val) + len(split.test)
     ckpt = result.checkpoint
     assert len(ckpt.split.train) == n_all
-    assert result.history.epochs_run == CONTINUE_EPOCHS
-    assert ckpt.train_config["epochs"] == CONTINUE_EPOCHS
-    assert result.metrics[REFIT_KEY]["from"] == "evaluated"
+    assert ckpt.split.every_rating() == [ckpt.split.train]  # each rating once
+    assert result.metrics[REFIT_KEY]["from"] == "scratch"  # default_start at this size
+    assert result.history.epochs_run == evaluated.metrics["best_epoch"]
+    assert ckpt.train_config["epochs"] == evaluated.metrics["best_epoch"]
     # the held-out ratings are now learned: the refit model fits them better
     before = rating_errors(predict_part(evaluated.model, split.test), split.test.rating)["rmse"]
     after = rating_errors(predict_part(ckpt.model, split.test), split.test.rating)["rmse"]
     assert after < before
-    # it started where the evaluation run ended: one epoch moved the weights a little,
-    # where a network started from scratch would be far from them
-    a = evaluated.model.state_dict()["mlp.0.weight"]
-    b = ckpt.model.state_dict()["mlp.0.weight"]
-    assert float((a - b).norm() / a.norm()) < 0.5
 
 
-def test_a_refit_from_scratch_trains_for_the_best_epoch_count(synthetic_ml100k, refit) -> None:
-    evaluated, _ = refit
+def test_a_refit_continues_from_the_evaluated_weights(synthetic_ml100k, refit) -> None:
+    evaluated, scratch = refit
     config = TrainConfig.for_arch("hybrid", data=synthetic_ml100k, **CONFIG)
-    result = refit_on_all_ratings(config, evaluated, start="scratch")
-    assert result.history.epochs_run == evaluated.metrics["best_epoch"]
-    assert result.metrics[REFIT_KEY]["from"] == "scratch"
-    split = evaluated.split
-    before = rating_errors(predict_part(evaluated.model, split.test), split.test.rating)["rmse"]
-    after = rating_errors(predict_part(result.checkpoint.model, split.test), split.test.rating)
-    assert after["rmse"] < before
+    result = refit_on_all_ratings(config, evaluated, start="evaluated", epochs=2)
+    assert result.history.epochs_run == 2
+    assert result.metrics[REFIT_KEY]["from"] == "evaluated"
+    # it starts where the evaluation run ended: its first epoch's loss is far below that of
+    # a network trained from scratch, and its weights stay near the evaluated ones
+    assert result.history.train_loss[0] < 0.8 * scratch.history.train_loss[0]
+    for name in ("mlp.0.weight", "user_table.weight"):
+        a, b = evaluated.model.state_dict()[name], result.checkpoint.model.state_dict()[name]
+        assert float((a - b).norm() / a.norm()) < 0.5, name
+    assert default_start(LARGE_DATA_RATINGS + 1) == "evaluated"
+    assert default_start(LARGE_DATA_RATINGS) == "scratch"
 
 
 def test_the_refit_fits_the_item_item_head_on_every_rating(refit) -> None:
@@ -108,7 +108,7 @@ def test_refit_keeps_the_holdout_metrics_and_the_rank_mix(refit) -> None:
     info = m[REFIT_KEY]
     assert info["refit"] is True
     assert info["ratings"] == len(result.checkpoint.split.train)
-    assert info["epochs"] == CONTINUE_EPOCHS
+    assert info["epochs"] == evaluated.metrics["best_epoch"]
     chosen = evaluated.metrics["rank_mix"]["chosen"]
     assert info["rank_mix"] == chosen
     assert float(result.checkpoint.model.rank_mix) == pytest.approx(chosen)
