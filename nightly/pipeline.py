@@ -241,7 +241,9 @@ class _Run:
         )
         with self.stages.stage("train"):
             # the evaluation's checkpoint stays in memory: nothing reads it from disk
-            evaluated = run_training(train_cfg, data=data, write_checkpoint=False)
+            evaluated = run_training(
+                train_cfg, data=data, write_checkpoint=False, release_data=True
+            )
         ckpt = evaluated.checkpoint
         self.report["data"]["split"] = evaluated.metrics["split"]
         if not cfg.refit:

@@ -147,6 +147,9 @@ class TrainConfig:
     #: process 5.6 / 63.3 s; 3.5M training ratings, 1 epoch: 37.5 / 35.9 s, beside a
     #: busy-looping process 33.5 / 109.2 s.
     threads: int = 1
+    #: Fit the item-item head (its SVDs and lambda grid, which need the ratings, not the
+    #: network) on a thread of its own while the network trains on the other core.
+    parallel_head: bool = True
     quiet: bool = False
 
     @classmethod

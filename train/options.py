@@ -208,6 +208,13 @@ _OPTIONS = [
         "[default: 1]",
     ),
     click.option(
+        "--parallel-head/--no-parallel-head",
+        default=None,
+        help="Fit the item-item head (SVDs and the lambda grid, which need only the "
+        "ratings) on a second thread while the network trains, with BLAS on one thread: "
+        "the same head either way. [default: on]",
+    ),
+    click.option(
         "--eval-users",
         type=click.IntRange(min=0),
         default=None,

@@ -16,7 +16,7 @@ from movierec.db._uri import is_database_uri
 from movierec.serve_batch import contract
 from movierec.serve_batch.atomic import atomic_path
 from movierec.serve_batch.errors import UsageError
-from movierec.train import item_item
+from movierec.train import head_fit, item_item
 from movierec.train.checkpoint import Checkpoint, package_version, save_checkpoint, utc_now
 from movierec.train.config import NETWORKS, TIME_SPLITS, TrainConfig, recorded_path
 from movierec.train.data import RatingsData, load_ratings, resolve_data_path
@@ -182,7 +182,7 @@ def evaluate(
 #: Weights of the rating in the ranking score tried on the validation split.
 RANK_MIX_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 #: Seeds the sample of users whose rankings are evaluated where there are too many.
-EVAL_SAMPLE_SEED = 0
+EVAL_SAMPLE_SEED = head_fit.EVAL_SAMPLE_SEED
 
 
 def choose_rank_mix(
@@ -240,17 +240,27 @@ def load_data(config: TrainConfig) -> RatingsData:
 
 
 def run_training(
-    config: TrainConfig, data: RatingsData | None = None, *, write_checkpoint: bool = True
+    config: TrainConfig,
+    data: RatingsData | None = None,
+    *,
+    write_checkpoint: bool = True,
+    release_data: bool = False,
 ) -> TrainResult:
     """Train on ``config.data`` (or on ``data``, already loaded from it) and write every
     artifact into ``config.artifacts``; with ``write_checkpoint`` False only
     ``metrics.json`` and the curves (a nightly run keeps the checkpoint in memory and needs
-    neither it nor the pairs files: at 25M ratings they are 0.6 GB and 2.5 s)."""
+    neither it nor the pairs files: at 25M ratings they are 0.6 GB and 2.5 s).
+
+    The ratings table is freed once split (``RatingsData.release_ratings``) where it was
+    read here, or where ``release_data`` says so (a caller that needs only the data's
+    other fields afterwards, such as the refit)."""
     artifacts = prepare_artifacts_dir(config.artifacts)
     torch.set_num_threads(config.threads)
     if data is None:
-        data = load_data(config)
+        data, release_data = load_data(config), True
     split = split_data(data, config.split, seed=config.seed, test_size=config.test_size)
+    if release_data:
+        data.release_ratings()
     return train_and_write(config, data, split, artifacts, write_checkpoint)
 
 
@@ -306,13 +316,30 @@ def train_on_split(
     )
     users = config.eval_users
     n_users, n_movies = split.vocab.n_users, split.vocab.n_movies
+    known = fit_fallback([split.train], n_users, n_movies)
+    # the item-item head needs the ratings, not the network: fit it on the other core
+    head_fit_ = head_fit.Beside(
+        config.parallel_head and uses_item_item(config),
+        head_fit.fit_item_item_head,
+        split,
+        config.rank_factors,
+        data.rating_scale,
+        config.seed,
+        lam=config.item_item_lambda,
+        eval_users=users,
+        known=known,
+    )
+    try:
+        with deterministic_algorithms():
+            model, history = build_and_fit(config, data, split)
+    except BaseException:
+        head_fit_.cancel()
+        raise
     with deterministic_algorithms():
-        model, history = build_and_fit(config, data, split)
-        known = fit_fallback([split.train], n_users, n_movies)
         val = rating_errors(predict_known(model, split.val, known)[0], split.val.rating)
-        head = (
-            choose_item_item(model, split, config, known) if uses_item_item(config, model) else {}
-        )
+        head = head_fit_.result() if uses_item_item(config) else None
+        if head is not None:
+            model.set_rank_factors(*(torch.from_numpy(f) for f in head.on_train))
         mix = choose_rank_mix(model, split, users, known) if model.config.rank_factors else {}
         refit = {}
         trained_on = ["train"]
@@ -320,16 +347,12 @@ def train_on_split(
             model, refit = refit_on_validation(config, data, split, history, model)
             trained_on = ["train", "val"]
             known = fit_fallback([split.train, split.val], n_users, n_movies)
-        if head:
-            # the head is a closed form: fitting it on validation too costs nothing and adds
-            # what validation knows (the network was trained on ``trained_on``)
-            known_parts = [split.train, split.val]
-            install_item_item(model, split, known_parts, head["lambda_multiple"], config.seed)
-            head["fit_on"] = "train + validation"
+        if head is not None:
+            model.set_rank_factors(*(torch.from_numpy(f) for f in head.on_known))
         metrics = evaluate(model, split, known, max_users=users, val=val)
     metrics["rank_mix"] = mix
     metrics["rank_head"] = {"kind": config.rank_head if model.config.rank_factors else "none"}
-    metrics["rank_head"].update(head)
+    metrics["rank_head"].update(head.info if head is not None else {})
     if refit:
         metrics["refit_validation"] = refit
     c = model.config
@@ -434,73 +457,18 @@ def refit_on_validation(
     }
 
 
-def uses_item_item(config: TrainConfig, model: RecommenderNet) -> bool:
-    return config.rank_head == "item-item" and model.config.rank_factors > 0
+def uses_item_item(config: TrainConfig) -> bool:
+    return config.rank_head == "item-item" and config.rank_factors > 0 and config.arch != "seed"
 
 
 def install_item_item(
     model: RecommenderNet, split: Split, parts: list[Part], lam_multiple: float, seed: int
 ) -> None:
     """Fit the item-item head on the ratings of ``parts`` and put it in the model."""
-    user, movie = item_item.head_factors(
-        item_item_spectrum(model, split, parts, seed), lam_multiple
-    )
-    model.set_rank_factors(torch.from_numpy(user), torch.from_numpy(movie))
-
-
-def item_item_spectrum(
-    model: RecommenderNet, split: Split, parts: list[Part], seed: int
-) -> item_item.Spectrum:
-    """The truncated SVD behind the item-item head, of the ratings in ``parts``."""
     c = model.config
-    known = item_item.known_matrix(
-        parts, split.vocab.n_users, split.vocab.n_movies, (c.rating_min, c.rating_max)
-    )
-    return item_item.spectrum(known, c.rank_factors, seed)
-
-
-def choose_item_item(
-    model: RecommenderNet, split: Split, config: TrainConfig, known: Fallback | None = None
-) -> dict:
-    """The item-item head's lambda by validation NDCG@10 of the head alone, fit on the
-    training part (``config.item_item_lambda`` where given); the model is left holding
-    that fit, for the rank mix to be chosen on validation too."""
-    spec = item_item_spectrum(model, split, [split.train], config.seed)
-    grid = (
-        (config.item_item_lambda,) if config.item_item_lambda is not None else item_item.LAMBDA_GRID
-    )
-    tried: dict[float, float] = {}
-    if len(grid) > 1:
-        task = ranking_task(
-            split, "val", max_users=config.eval_users, seed=EVAL_SAMPLE_SEED, known=known
-        )
-        # each lambda's user rows for the evaluated users only (they are sorted): ten
-        # heads of 162k users would hold 200 MB
-        heads = []
-        for lam in grid:
-            user, movie = item_item.head_factors(spec, lam)
-            heads.append((user[task.users], movie))
-
-        def score(rows: np.ndarray) -> list[np.ndarray]:
-            at = np.searchsorted(task.users, rows)
-            return [user[at] @ movie.T for user, movie in heads]
-
-        found = ranking_metrics_many(task, score, len(grid))
-        tried = {lam: f["ndcg@10"] for lam, f in zip(grid, found, strict=True)}
-        best = max(tried, key=lambda lam: (tried[lam], lam))
-        shown = ", ".join(f"{lam:g}: {v:.4f}" for lam, v in tried.items())
-        log.info("item-item lambda by validation NDCG@10: {%s} -> %g", shown, best)
-    else:
-        best = grid[0]
-    user, movie = item_item.head_factors(spec, best)
+    spec = head_fit.spectrum(split, parts, c.rank_factors, (c.rating_min, c.rating_max), seed)
+    user, movie = item_item.head_factors(spec, lam_multiple)
     model.set_rank_factors(torch.from_numpy(user), torch.from_numpy(movie))
-    return {
-        "rank": int(spec.s.size),
-        "lambda_multiple": best,
-        "lambda": best * spec.mean_diagonal,
-        "val_ndcg@10": {f"{lam:g}": v for lam, v in tried.items()},
-        "input": "rating / middle of the rating scale",
-    }
 
 
 def prepare_artifacts_dir(path: Path) -> Path:

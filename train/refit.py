@@ -63,6 +63,8 @@ def default_start(n_train: int) -> str:
     better on the newest ratings (ml-100k: RMSE 1.0095 against 1.0131 after one epoch of
     continuing; bench/refit_holdout.py)."""
     return "evaluated" if n_train > LARGE_DATA_RATINGS else "scratch"
+
+
 #: Epochs of a refit that continues from the evaluation run's weights.
 CONTINUE_EPOCHS = 1
 

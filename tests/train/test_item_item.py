@@ -189,3 +189,27 @@ def test_refit_validation_and_ema_follow_the_data_size():
     forced = TrainConfig.for_arch("hybrid", refit_validation=True, ema=0.5)
     assert forced.for_data(LARGE_DATA_RATINGS + 1).refit_validation is True
     assert forced.for_data(LARGE_DATA_RATINGS + 1).ema == 0.5
+
+
+def test_the_head_fit_beside_the_training_gives_the_same_model(tmp_path, synthetic_ml100k):
+    """``parallel_head``: the head's SVDs and grid on a thread of their own, BLAS on one
+    thread either way: the same head, lambda, rank mix and metrics to the last bit."""
+    from movierec.train.config import TrainConfig
+    from movierec.train.data import load_ratings
+    from movierec.train.pipeline import train_on_split
+    from movierec.train.split import split_data
+    from tests.support import TINY
+
+    data = load_ratings(synthetic_ml100k)
+    split = split_data(data)
+    runs = []
+    for parallel in (True, False):
+        config = TrainConfig.for_arch(
+            "hybrid", quiet=True, threads=1, parallel_head=parallel, **TINY
+        )
+        runs.append(train_on_split(config, data, split))
+    (a, _, ma), (b, _, mb) = runs
+    for key in ("rank_head", "rank_mix", "test", "val"):
+        assert ma[key] == mb[key], key
+    for name, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[name]), name

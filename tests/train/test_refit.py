@@ -88,12 +88,16 @@ def test_the_refit_fits_the_item_item_head_on_every_rating(refit) -> None:
     import torch
 
     from movierec.train import item_item
-    from movierec.train.pipeline import item_item_spectrum
+    from movierec.train.head_fit import spectrum
 
     evaluated, result = refit
     ckpt = result.checkpoint
     lam = evaluated.metrics["rank_head"]["lambda_multiple"]
-    spec = item_item_spectrum(ckpt.model, ckpt.split, [ckpt.split.train], ckpt.train_config["seed"])
+    c = ckpt.model.config
+    scale = (c.rating_min, c.rating_max)
+    spec = spectrum(
+        ckpt.split, [ckpt.split.train], c.rank_factors, scale, ckpt.train_config["seed"]
+    )
     user, movie = item_item.head_factors(spec, lam)
     uc = ckpt.model.ucols["rank"]
     torch.testing.assert_close(ckpt.model.user_table.weight[:, uc], torch.from_numpy(user))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from movierec.train.data import _parse
-from movierec.train.data._dataset import RatingsData, drop_repeats
+from movierec.train.data._dataset import RatingsData, drop_repeats, release_arrow_memory
 from movierec.train.data._layouts import ML1M, ML10M_SCALE, ML100K, detect_layout
 
 
@@ -57,4 +57,6 @@ def load_movielens(path: Path | str) -> RatingsData:
         fingerprint=f"{layout.name}:sha256:{digest}",
         path=folder,
     )
-    return drop_repeats(data)
+    data = drop_repeats(data)
+    release_arrow_memory()  # the reader's buffers: freed, but kept by the allocator
+    return data

@@ -11,7 +11,12 @@ import pyarrow as pa
 from movierec.db._uri import is_database_uri
 from movierec.serve_batch.errors import UsageError
 from movierec.train.data._columns import Columns
-from movierec.train.data._dataset import RatingsData, drop_repeats, ratings_frame
+from movierec.train.data._dataset import (
+    RatingsData,
+    drop_repeats,
+    ratings_frame,
+    release_arrow_memory,
+)
 from movierec.train.data._items import read_database_items, read_items
 from movierec.train.data._layouts import LAYOUTS
 from movierec.train.data._log import LogColumns, read_database_log, read_log
@@ -107,4 +112,6 @@ def _data(found: LogColumns, columns: Columns, movies, path: Path | str) -> Rati
         path=path,
         columns=columns if found.times is not None else replace(columns, time=None),
     )
-    return drop_repeats(data)
+    data = drop_repeats(data)
+    release_arrow_memory()  # the reader's buffers: freed, but kept by the allocator
+    return data
