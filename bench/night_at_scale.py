@@ -79,7 +79,8 @@ def run(argv: list[str], log: Path, env: dict | None = None) -> dict:
     """Run a command; wall seconds and its peak RSS (GiB)."""
     start = time.perf_counter()
     with log.open("w") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        # not from the repository root: there Python would import this checkout's movierec
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=log.parent)
         _, status, usage = os.wait4(proc.pid, 0)
     code = os.waitstatus_to_exitcode(status)
     if code != 0:

@@ -116,10 +116,17 @@ def against_tree(ref: str) -> tuple[str, Path]:
         )
     package = base / "path" / "movierec"
     package.mkdir(parents=True, exist_ok=True)
-    for stage in ("serve_batch", "train", "export", "nightly"):
+    for stage in ("serve_batch", "train", "export", "nightly", "db"):
         link = package / stage
         if (tree / stage).is_dir() and not link.exists():
             link.symlink_to(tree / stage)
+    # a regular package, so that it wins over this checkout's installed ``movierec``
+    # (an editable install puts the repository root, with its movierec/__init__.py, on
+    # sys.path); REF's own __init__ where it has one
+    init = package / "__init__.py"
+    if not init.exists():
+        own = tree / "movierec" / "__init__.py"
+        init.write_text(own.read_text() if own.exists() else "")
     return commit, base / "path"
 
 

@@ -167,8 +167,9 @@ def _ids(column: pa.Array) -> np.ndarray:
 CATALOG_PARITY_USERS = 64
 CATALOG_PARITY_K = 10
 #: Pairs per PyTorch call of the catalog checks (64 users x 59,047 movies at once peaked
-#: at 8.2 GB in rec-export).
-TORCH_PAIRS = 1 << 20
+#: at 8.2 GB in rec-export; 1M pairs a call set the nightly run's peak at 25M ratings,
+#: about 1 GB above the rest of the export).
+TORCH_PAIRS = 1 << 18
 
 
 def catalog_sample(

@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from movierec.serve_batch import contract
+from movierec.serve_batch._sorting import sorted_unique
 from movierec.serve_batch.errors import ArtifactError
 from movierec.train.data import Vocabulary
 from movierec.train.data._vocab import ids_to_arrow
@@ -123,7 +124,8 @@ def popularity_counts(
     position[order] = np.arange(n_movies)
     keep = users[rated.user_idx]
     # each user's rated positions, once each (the data may repeat a pair), sorted
-    keys = np.unique(rated.user_idx[keep] * n_movies + position[rated.movie_idx[keep]])
+    # (a sort: numpy's hashing unique took 25 s for 25M ratings)
+    keys = sorted_unique(rated.user_idx[keep] * n_movies + position[rated.movie_idx[keep]])
     user, pos = keys // n_movies, keys % n_movies
     first = np.searchsorted(user, user)  # where each user's run of keys starts
     before = pos - (np.arange(len(keys)) - first)  # unrated positions before pos

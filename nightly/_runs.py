@@ -13,9 +13,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from movierec.nightly._home import Home, version_key
+from movierec.serve_batch._manifest import jsonable
 from movierec.serve_batch.atomic import atomic_path
 
 log = logging.getLogger(__name__)
@@ -71,12 +70,4 @@ def last_with_status(runs: list[dict[str, Any]], status: str) -> dict[str, Any] 
 def write_run_report(path: Path, report: dict[str, Any]) -> None:
     """Write a run report whole (a temporary renamed into place)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(report, indent=2, default=_jsonable) + "\n")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+        tmp.write_text(json.dumps(report, indent=2, default=jsonable) + "\n")

@@ -108,7 +108,7 @@ def rates(mode: str, elapsed: float, rows_read: int, details: dict[str, Any]) ->
 
 def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
     with open(path, "w", encoding="utf-8") as fh:
-        json.dump(manifest, fh, indent=2, allow_nan=False, default=_jsonable)
+        json.dump(manifest, fh, indent=2, allow_nan=False, default=jsonable)
         fh.write("\n")
 
 
@@ -119,7 +119,8 @@ def _package_version() -> str:
         return "unknown (not installed)"
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``json.dumps``' ``default``: numpy scalars and paths as plain JSON values."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, Path):

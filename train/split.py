@@ -38,7 +38,10 @@ class Part:
 
     @classmethod
     def concat(cls, parts: Sequence[Part]) -> Part:
-        """The rows of ``parts`` one after another, in order."""
+        """The rows of ``parts`` one after another, in order (one part: itself, no copy of
+        its 25M rows)."""
+        if len(parts) == 1:
+            return parts[0]
         return cls(
             np.concatenate([p.user_idx for p in parts]),
             np.concatenate([p.movie_idx for p in parts]),
