@@ -220,7 +220,8 @@ def main() -> None:
         nights["this night"]["held_back"] = judge(
             Path(nights["this night"]["model"]), tomorrow, rated, work, None
         )
-    stages = list(dict.fromkeys(s for n in nights.values() for s in n["stages"]))
+    # this version's stages in their order, then any only another version has
+    stages = list(dict.fromkeys(s for n in reversed(nights.values()) for s in n["stages"]))
     print(f"\nrec-nightly on {night_data} ({args.holdback:.0%} newest held back)")
     header = f"{'':<26}" + "".join(f"{n:>30}" for n in nights)
     print(header)
