@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from _common import REPO, RESULTS, print_table
 
-SECTIONS = ("publish", "latency", "kill", "read", "nightly")
+SECTIONS = ("publish", "latency", "kill", "read", "nightly", "train")
 QUERY = "SELECT movie_id, rank, title FROM recommendations WHERE user_id = %s ORDER BY rank"
 
 
@@ -290,6 +290,60 @@ def bench_read(server: Server, work: Path, rows: int) -> dict:
     }
 
 
+def bench_train(server: Server, work: Path, folder: Path) -> dict:
+    """``rec-train --data URI --table ratings`` against ``rec-train --data ratings.parquet``
+    on the same rows (a MovieLens CSV folder's ratings, e.g. bench/make_synthetic.py's
+    scale 0.2: 5M rows), each a process of its own: the same model and metrics?"""
+    import adbc_driver_postgresql.dbapi as pg
+    import pyarrow.csv as pacsv
+
+    uri = server.database("bench_train")
+    raw = pacsv.read_csv(folder / "ratings.csv")
+    table = pa.table(
+        {
+            "user_id": raw["userId"].cast(pa.int64()),
+            "movie_id": raw["movieId"].cast(pa.int64()),
+            "rating": raw["rating"].cast(pa.float32()),
+            "timestamp": raw["timestamp"].cast(pa.int64()),
+        }
+    )
+    path = work / "train_ratings.parquet"
+    pq.write_table(table, path)
+    with pg.connect(uri) as conn, conn.cursor() as cursor:
+        cursor.adbc_ingest("ratings", table, mode="create")
+        conn.commit()
+    runs = {}
+    for name, source in (("database", [uri, "--table", "ratings"]), ("parquet", [str(path)])):
+        out = work / f"train-{name}"
+        t0 = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "movierec.train",
+                "--data",
+                *source,
+                "--artifacts",
+                str(out),
+                "--quiet",
+            ],
+            check=True,
+        )
+        metrics = json.loads((out / "metrics.json").read_text())
+        runs[name] = {
+            "seconds": round(time.perf_counter() - t0, 1),
+            "test_rmse": metrics["test"]["rmse"],
+            "ndcg@10": metrics["test"]["ndcg@10"],
+            "val_rmse": metrics["val"]["rmse"],
+            "best_epoch": metrics["best_epoch"],
+            "fingerprint": metrics["data"]["fingerprint"],
+        }
+    a, b = runs["database"], runs["parquet"]
+    runs["same_metrics"] = all(a[k] == b[k] for k in ("test_rmse", "ndcg@10", "val_rmse"))
+    runs["rows"] = table.num_rows
+    return runs
+
+
 # --- the nightly bars -------------------------------------------------------------------
 READER = """
 import sys, time, pathlib
@@ -433,6 +487,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "ml-100k")
     parser.add_argument("--skip", nargs="*", default=[], choices=SECTIONS)
     parser.add_argument("--no-to-sql", action="store_true", help="skip pandas.to_sql")
+    parser.add_argument(
+        "--train-data",
+        type=Path,
+        default=None,
+        help="a MovieLens CSV folder (e.g. make_synthetic --scale 0.2): rec-train from the "
+        "database against the Parquet file of the same rows",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "db_publish.json")
     args = parser.parse_args()
 
@@ -456,6 +517,8 @@ def main() -> None:
                     results["kill"] = bench_kill(uri, work)
             if "read" not in args.skip:
                 results["read"] = bench_read(server, work, args.read_rows)
+            if "train" not in args.skip and args.train_data is not None:
+                results["train"] = bench_train(server, work, args.train_data)
             if "nightly" not in args.skip and args.data.is_dir():
                 (work / "n").mkdir()
                 results["nightly"] = bench_nightly(server, work / "n", args.data)
@@ -497,6 +560,17 @@ def report(r: dict) -> None:
                 f"{rd['same_schema']}, {rd['same_rows']}, {rd['same_fingerprint']}",
             )
         )
+    if t := r.get("train"):
+        for name in ("database", "parquet"):
+            m = t[name]
+            rows.append(
+                (
+                    f"rec-train from the {name} ({t['rows']:,} rows)",
+                    f"{m['seconds']} s, test RMSE {m['test_rmse']:.6f}, NDCG@10 "
+                    f"{m['ndcg@10']:.6f}, best epoch {m['best_epoch']}",
+                )
+            )
+        rows.append(("rec-train: the same metrics", str(t["same_metrics"])))
     if n := r.get("nightly"):
         for name, ok in n["bars"].items():
             rows.append((f"nightly: {name}", str(ok)))
