@@ -110,6 +110,7 @@ def main() -> None:
     parser.add_argument("--holdback", type=float, default=0.1)
     parser.add_argument("--variants", default="scratch,1,2")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--split", default="random", help="the evaluation run's --split")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     import torch
@@ -124,7 +125,12 @@ def main() -> None:
     data = load_ratings(args.data)
     night, tomorrow = held_back(data, args.holdback)
     config = TrainConfig.for_arch(
-        "hybrid", data=args.data, artifacts=Path("/tmp/refit_holdout"), seed=args.seed, quiet=True
+        "hybrid",
+        data=args.data,
+        artifacts=Path("/tmp/refit_holdout"),
+        seed=args.seed,
+        split=args.split,
+        quiet=True,
     )
     t0 = time.perf_counter()
     evaluated = run_training(config, night)
@@ -149,7 +155,8 @@ def main() -> None:
         name = "scratch" if start == "scratch" else f"continue {epochs} epoch(s)"
         results[name] = {"seconds": seconds, **got, "epochs": refit.metrics["refit"]["epochs"]}
         print(f"{name:<22} {seconds:>8.1f} {got['rmse']:>8.4f} {got['ndcg@10']:>8.4f}")
-    out = args.out or ROOT / f"bench/results/refit_holdout-{args.data.name}.json"
+    name = args.data.name + ("" if args.split == "random" else f"-{args.split}")
+    out = args.out or ROOT / f"bench/results/refit_holdout-{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")
