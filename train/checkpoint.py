@@ -95,6 +95,10 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
         "split": {
             name: _part_to_tensors(getattr(ckpt.split, name)) for name in ("train", "val", "test")
         },
+        "recent": {
+            key: torch.from_numpy(np.asarray(counts, np.int64))
+            for key, counts in (ckpt.split.recent or {}).items()
+        },
         "rating_scale": [float(ckpt.rating_scale[0]), float(ckpt.rating_scale[1])],
         "data_fingerprint": ckpt.data_fingerprint,
         "data_layout": ckpt.data_layout,
@@ -130,8 +134,11 @@ def load_checkpoint(path: Path) -> Checkpoint:
         model = RecommenderNet(ModelConfig.from_dict(json.loads(payload["model_config"])))
         model.load_state_dict(payload["state_dict"])
         vocab = Vocabulary(_ids_from(payload["user_ids"]), _ids_from(payload["movie_ids"]))
+        recent = {k: v.numpy() for k, v in (payload.get("recent") or {}).items()} or None
         split = Split(
-            vocab, *(_part_from_tensors(payload["split"][n]) for n in ("train", "val", "test"))
+            vocab,
+            *(_part_from_tensors(payload["split"][n]) for n in ("train", "val", "test")),
+            recent=recent,
         )
         string_movies = vocab.movie_ids.dtype == object
         titles = {

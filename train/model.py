@@ -268,6 +268,18 @@ class RecommenderNet(nn.Module):
                     table.weight[:, cols["rank_bias"]] = 0.0
         self._tables = None
 
+    @torch.no_grad()
+    def set_rank_bias(self, bias: torch.Tensor) -> None:
+        """Each movie's term in every user's rank score (``user . movie + bias``): a prior
+        such as recent popularity (``movierec.train.recency``). After
+        :meth:`set_rank_factors`, which zeroes it and all else that feeds the rank columns."""
+        if bias.shape != (self.config.n_movies,):
+            raise ValueError(
+                f"a rank bias of shape {tuple(bias.shape)} for {self.config.n_movies} movies"
+            )
+        self.movie_table.weight[:, self.mcols["rank_bias"]] = bias.reshape(-1, 1)
+        self._tables = None
+
     def _implicit(self, side: str, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``sum(y_j for j in N(r)) / sqrt(|N(r)|)`` for each row in ``rows`` (weighted as
         :attr:`Neighbours.scale` says where a list is capped), over those rows' own lists

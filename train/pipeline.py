@@ -16,7 +16,7 @@ from movierec.db._uri import is_database_uri
 from movierec.serve_batch import contract
 from movierec.serve_batch.atomic import atomic_path
 from movierec.serve_batch.errors import UsageError
-from movierec.train import head_fit, item_item
+from movierec.train import head_fit, item_item, recency
 from movierec.train.checkpoint import Checkpoint, package_version, save_checkpoint, utc_now
 from movierec.train.config import NETWORKS, TIME_SPLITS, TrainConfig, recorded_path
 from movierec.train.data import RatingsData, load_ratings, resolve_data_path
@@ -239,6 +239,41 @@ def load_data(config: TrainConfig) -> RatingsData:
     return data
 
 
+def choose_recency(
+    model: RecommenderNet, split: Split, max_users: int = 0, known: Fallback | None = None
+) -> dict:
+    """The weight of the recency prior (``movierec.train.recency``) by validation NDCG@10,
+    the head fit on train and the rank mix as chosen; the model is left holding the chosen
+    prior of the training part. Each block of users is scored once for every weight."""
+    base = torch.from_numpy(recency.prior(split.recent["train"]))
+    model.set_rank_bias(torch.zeros_like(base))
+
+    def score_every_beta(rows: np.ndarray) -> list[np.ndarray]:
+        _, rank = model.score_catalog(torch.from_numpy(rows.astype(np.int64)))
+        return [(rank + beta * base).numpy() for beta in recency.BETA_GRID]
+
+    task = ranking_task(split, "val", max_users=max_users, seed=EVAL_SAMPLE_SEED, known=known)
+    found = ranking_metrics_many(task, score_every_beta, len(recency.BETA_GRID))
+    tried = {b: m["ndcg@10"] for b, m in zip(recency.BETA_GRID, found, strict=True)}
+    best = max(tried, key=lambda b: (tried[b], -b))
+    model.set_rank_bias(best * base)
+    shown = ", ".join(f"{b:g}: {float(v):.4f}" for b, v in tried.items())
+    log.info("recency prior by validation NDCG@10: {%s} -> %g", shown, best)
+    return {
+        "chosen": best,
+        "val_ndcg@10": {str(k): v for k, v in tried.items()},
+        "share": recency.RECENT_SHARE,
+        "prior": "log(1 + ratings in the newest share of the period), RMS 1",
+    }
+
+
+def install_recency(model: RecommenderNet, split: Split, key: str, beta: float | None) -> None:
+    """Put ``beta`` x the recency prior of the ratings ``key`` names (``Split.recent``) in
+    the model's rank bias; nothing where there is no weight or no rating times."""
+    if beta and split.recent is not None:
+        model.set_rank_bias(torch.from_numpy(beta * recency.prior(split.recent[key])))
+
+
 def run_training(
     config: TrainConfig,
     data: RatingsData | None = None,
@@ -341,6 +376,9 @@ def train_on_split(
         if head is not None:
             model.set_rank_factors(*(torch.from_numpy(f) for f in head.on_train))
         mix = choose_rank_mix(model, split, users, known) if model.config.rank_factors else {}
+        recent = {}
+        if head is not None and split.recent is not None:
+            recent = choose_recency(model, split, users, known)
         refit = {}
         trained_on = ["train"]
         if config.refit_validation:
@@ -349,8 +387,11 @@ def train_on_split(
             known = fit_fallback([split.train, split.val], n_users, n_movies)
         if head is not None:
             model.set_rank_factors(*(torch.from_numpy(f) for f in head.on_known))
+            install_recency(model, split, "train+val", recent.get("chosen"))
         metrics = evaluate(model, split, known, max_users=users, val=val)
     metrics["rank_mix"] = mix
+    if recent:
+        metrics["recency"] = recent
     metrics["rank_head"] = {"kind": config.rank_head if model.config.rank_factors else "none"}
     metrics["rank_head"].update(head.info if head is not None else {})
     if refit:
@@ -426,7 +467,7 @@ def train_and_validation(split: Split) -> Split:
     """The split with its validation ratings added to the training part (validation and
     test stay: the loop still reports validation, now in-sample)."""
     known = Part.concat([split.train, split.val])
-    return Split(split.vocab, known, split.val, split.test, val_in_train=True)
+    return Split(split.vocab, known, split.val, split.test, val_in_train=True, recent=split.recent)
 
 
 def refit_on_validation(

@@ -43,6 +43,7 @@ from movierec.train.pipeline import (
     build_and_fit,
     build_model,
     install_item_item,
+    install_recency,
     load_data,
     titles_of,
 )
@@ -81,7 +82,13 @@ def all_ratings_split(split: Split) -> Split:
     stay as they were, in-sample now: no epoch is judged on them)."""
     everything = Part.concat([split.train, split.val, split.test])
     return Split(
-        split.vocab, everything, split.val, split.test, val_in_train=True, test_in_train=True
+        split.vocab,
+        everything,
+        split.val,
+        split.test,
+        val_in_train=True,
+        test_in_train=True,
+        recent=split.recent,
     )
 
 
@@ -165,6 +172,7 @@ def refit_on_all_ratings(
         if head.get("kind") == "item-item" and model.config.rank_factors:
             lam = head["lambda_multiple"]
             install_item_item(model, split, [split.train], lam, refit_config.seed)
+            install_recency(model, split, "all", (held.get("recency") or {}).get("chosen"))
     mix = (held.get("rank_mix") or {}).get("chosen")
     if mix is not None and model.config.rank_factors:
         with torch.no_grad():

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,7 @@ from movierec.serve_batch.errors import DataError, UsageError
 from movierec.train.config import SPLITS
 from movierec.train.data import RatingsData, Vocabulary
 from movierec.train.data._dataset import _encode
+from movierec.train.recency import recent_counts
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,11 @@ class Split:
     val_in_train: bool = False
     #: The test ratings are in ``train`` too (a refit on every rating).
     test_in_train: bool = False
+    #: Ratings per movie row in the newest 15% of the period spanned by the training part
+    #: (``"train"``), by train + validation (``"train+val"``) and by every rating
+    #: (``"all"``): what the ranking head's recency prior is made of
+    #: (``movierec.train.recency``); None where the data has no rating times.
+    recent: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def every_rating(self) -> list[Part]:
         """The parts that hold every rating of the split once (``train`` alone where it
@@ -146,14 +152,25 @@ def split_rows(
 def split_data(
     data: RatingsData, kind: str = "random", seed: int = 42, test_size: float = 0.3
 ) -> Split:
-    """The split ``kind`` of ``data`` (:func:`split_rows`) as dense parts."""
+    """The split ``kind`` of ``data`` (:func:`split_rows`) as dense parts, with the recent
+    counts of the recency prior where the data has times."""
     vocab, user_idx, movie_idx = data.encoded
     rating = data.ratings["rating"].to_numpy(np.float32)
+    rows = split_rows(data, kind, seed, test_size)
 
     def part(r: np.ndarray) -> Part:
         return Part(user_idx[r], movie_idx[r], rating[r])
 
-    return Split(vocab, *(part(r) for r in split_rows(data, kind, seed, test_size)))
+    recent = None
+    if data.has_time:
+        times = data.ratings["timestamp"].to_numpy()
+        known = np.concatenate(rows[:2])
+        recent = {
+            "train": recent_counts(times[rows[0]], movie_idx[rows[0]], vocab.n_movies),
+            "train+val": recent_counts(times[known], movie_idx[known], vocab.n_movies),
+            "all": recent_counts(times, movie_idx, vocab.n_movies),
+        }
+    return Split(vocab, *(part(r) for r in rows), recent=recent)
 
 
 def _time_rows(times: np.ndarray, test_size: float) -> tuple[np.ndarray, ...]:

@@ -401,10 +401,12 @@ def test_list_quality_is_measured_beside_popularity(nights) -> None:
     assert model["movies_in_lists"] == len(counts)
     assert model["coverage"] == pytest.approx(len(counts) / quality["catalog_movies"], abs=1e-6)
     assert model["slots"] == len(table)
+    most = int(counts.iloc[0])
+    first = int(min(counts.index[counts == most]))  # ties: the lower movie first
     assert quality["top_movies"][0] == {
-        "movie": int(counts.index[0]),
-        "title": table.title[table.movie_id == counts.index[0]].iloc[0],
-        "lists": int(counts.iloc[0]),
+        "movie": first,
+        "title": table.title[table.movie_id == first].iloc[0],
+        "lists": most,
     }
     popularity = quality["popularity"]
     assert popularity["slots"] == 80 * TOP_K
