@@ -148,8 +148,11 @@ class TrainConfig:
     #: busy-looping process 33.5 / 109.2 s.
     threads: int = 1
     #: Fit the item-item head (its SVDs and lambda grid, which need the ratings, not the
-    #: network) on a thread of its own while the network trains on the other core.
-    parallel_head: bool = True
+    #: network) on a thread of its own while the network trains on the other core. Off by
+    #: default: measured with bench/parallel_head.py (3.5M training ratings) it saved no
+    #: time (68.8 s against 67.6 s alone, 67.0 against 68.5 beside a busy process) and
+    #: added 0.25 GiB to the peak; the two threads compete for memory bandwidth.
+    parallel_head: bool = False
     quiet: bool = False
 
     @classmethod

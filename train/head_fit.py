@@ -4,8 +4,9 @@ The head (``movierec.train.item_item``) is a closed form of the ratings alone: i
 is chosen by the validation NDCG@10 of the head by itself, fit on the training part, and
 the kept head is fit on train + validation. None of that reads the network, so
 :func:`fit_item_item_head` can run on the second core while the network trains
-(``TrainConfig.parallel_head``): at 25M ratings it is about 20 s of SVDs and ranking beside
-five minutes of training (README, "The night at scale").
+(``TrainConfig.parallel_head``, off by default): at 25M ratings it is about 20 s of SVDs
+and ranking beside five minutes of training, but on two cores the two threads slowed each
+other about as much as the overlap saved (``bench/parallel_head.py``).
 
 BLAS runs on one thread here whether the fit runs beside the training or not, so the two
 give the same head to the last bit.

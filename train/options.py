@@ -212,7 +212,8 @@ _OPTIONS = [
         default=None,
         help="Fit the item-item head (SVDs and the lambda grid, which need only the "
         "ratings) on a second thread while the network trains, with BLAS on one thread: "
-        "the same head either way. [default: on]",
+        "the same head either way. Measured on two cores it saved no time and added "
+        "0.25 GiB to the peak. [default: off]",
     ),
     click.option(
         "--eval-users",
