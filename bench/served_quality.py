@@ -37,7 +37,7 @@ from movierec.serve_batch import contract  # noqa: E402
 from movierec.train import TrainConfig  # noqa: E402
 from movierec.train.data import load_movielens  # noqa: E402
 from movierec.train.pipeline import train_and_write  # noqa: E402
-from movierec.train.split import split_ratings  # noqa: E402
+from movierec.train.split import split_data  # noqa: E402
 
 
 def topk_metrics(topk: pd.DataFrame, test: pd.DataFrame, k: int = 10) -> dict[str, float]:
@@ -71,7 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     runs = []
     data = load_movielens(args.data)
-    split = split_ratings(data.ratings, seed=42)
+    split = split_data(data, "random", seed=42)
     with tempfile.TemporaryDirectory() as tmp:
         for seed in map(int, args.seeds.split(",")):
             art = Path(tmp) / f"seed{seed}"

@@ -3,9 +3,9 @@
 Runs ``run_training`` in this process (the defaults of ``rec-train``, or the options after
 ``--``) with each phase's function wrapped: loading, the split, the network's fit (its
 validation passes apart), the item-item head's SVD, lambda grid and final fit, the rank-mix
-grid, the evaluation, and the files written. A thread samples the resident size every
-20 ms, so each phase gets the largest size seen while it ran (phases nest: a validation pass
-runs inside the fit).
+and recency-prior grids, the evaluation, and the files written. A thread samples the
+resident size every 20 ms, so each phase gets the largest size seen while it ran (phases
+nest: a validation pass runs inside the fit).
 
     python bench/train_phases.py --data /work/data/scale1 [--artifacts DIR] [-- --epochs 3]
 """
@@ -33,6 +33,7 @@ PHASES = (
     ("movierec.train.head_fit", "spectrum", "item-item: ratings matrix + SVD"),
     ("movierec.train.head_fit", "fit_item_item_head", "item-item: the head's fit (2 SVDs, grid)"),
     ("movierec.train.pipeline", "choose_rank_mix", "rank-mix grid"),
+    ("movierec.train.pipeline", "choose_recency", "recency-prior grid"),
     ("movierec.train.pipeline", "refit_on_validation", "refit on train + validation"),
     ("movierec.train.pipeline", "install_item_item", "item-item: head on every rating"),
     ("movierec.train.pipeline", "evaluate", "evaluate on test (errors, ranking)"),
