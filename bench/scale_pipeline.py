@@ -88,10 +88,10 @@ def baseline(folder: Path, seed: int) -> dict:
     """Plain biased MF on rec-train's split (same seed, same rows)."""
     from bench._biased_mf import train_biased_mf
     from movierec.train.data import load_movielens
-    from movierec.train.split import split_ratings
+    from movierec.train.split import split_data
 
     data = load_movielens(folder)
-    split = split_ratings(data.ratings, seed=seed)
+    split = split_data(data, "random", seed=seed)
     return train_biased_mf(split, data.rating_scale)
 
 

@@ -36,7 +36,7 @@ from movierec.train.data import load_movielens  # noqa: E402
 from movierec.train.loop import fit  # noqa: E402
 from movierec.train.model import RecommenderNet, seed_config  # noqa: E402
 from movierec.train.pipeline import run_training  # noqa: E402
-from movierec.train.split import split_ratings  # noqa: E402
+from movierec.train.split import split_data  # noqa: E402
 
 
 class RowDataset(Dataset):
@@ -86,7 +86,7 @@ def threads_sweep(data_path: Path, epochs: int, repeat: int, out: Path) -> None:
     from movierec.train.pipeline import build_model_config, implicit_neighbours
 
     data = load_movielens(data_path)
-    split = split_ratings(data.ratings)
+    split = split_data(data, "random")
     config = TrainConfig.for_arch("hybrid", epochs=epochs, patience=0, quiet=True)
     config = config.for_data(len(split.train))
     default_threads = torch.get_num_threads()
@@ -159,7 +159,7 @@ def main() -> None:
     args.out = args.out or ROOT / "bench/results/train.json"
 
     data = load_movielens(args.data)
-    split = split_ratings(data.ratings)
+    split = split_data(data, "random")
     gm = float(split.train.rating.mean())
 
     def fresh():

@@ -58,9 +58,7 @@ class Dialect:
             if row is None:
                 return None
             return {"v": VIEW, "r": TABLE, "p": TABLE}.get(row[0], OTHER)
-        master = (
-            f"{quote_identifier(name.schema)}.sqlite_master" if name.schema else "sqlite_master"
-        )
+        master = _master(name.schema)
         cursor.execute(f"SELECT type FROM {master} WHERE name = ?", (name.name,))
         row = cursor.fetchone()
         if row is None:
@@ -81,9 +79,7 @@ class Dialect:
             )
             names = [row[0] for row in cursor.fetchall()]
             return names[0] if len(names) == 1 else None
-        master = (
-            f"{quote_identifier(view.schema)}.sqlite_master" if view.schema else "sqlite_master"
-        )
+        master = _master(view.schema)
         cursor.execute(f"SELECT sql FROM {master} WHERE type = 'view' AND name = ?", (view.name,))
         row = cursor.fetchone()
         if row is None:

@@ -361,6 +361,8 @@ def write_csv_layout(folder: Path, data: SyntheticData) -> Path:
 
 #: The column names of the synthetic "own log" (as a service's export might call them).
 LOG_COLUMNS = dict(user="customer_id", movie="sku", rating="stars", time="event_time")
+#: The same columns as command-line options (``--user-col customer_id ...``).
+LOG_ARGS = [arg for side, name in LOG_COLUMNS.items() for arg in (f"--{side}-col", name)]
 
 
 def string_user(user_id) -> str:

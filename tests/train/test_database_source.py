@@ -16,7 +16,7 @@ from movierec.serve_batch.cli_support import run_command
 from movierec.train.cli import cli
 from movierec.train.data import Columns, load_ratings
 from tests.support import TINY_ARGS
-from tests.synthetic import LOG_COLUMNS, log_frame, make_ratings, write_items, write_log
+from tests.synthetic import LOG_ARGS, LOG_COLUMNS, log_frame, make_ratings, write_items, write_log
 
 COLUMNS = Columns(**LOG_COLUMNS, title="name")
 
@@ -88,18 +88,7 @@ def test_a_query_selects_the_ratings(sqlite_uri, exported) -> None:
 def test_the_command_trains_the_same_model_as_from_the_file(pg_uri, exported, tmp_path) -> None:
     path, _, table = exported
     ingest(pg_uri, "ratings", table)
-    flags = [
-        "--user-col",
-        "customer_id",
-        "--movie-col",
-        "sku",
-        "--rating-col",
-        "stars",
-        "--time-col",
-        "event_time",
-        *TINY_ARGS,
-        "-q",
-    ]
+    flags = [*LOG_ARGS, *TINY_ARGS, "-q"]
     runs = {}
     for name, source in (("db", [pg_uri, "--table", "ratings"]), ("file", [str(path)])):
         out = tmp_path / name
@@ -120,23 +109,7 @@ def test_the_password_is_in_no_artifact_and_no_message(pg_uri, exported, tmp_pat
     assert password  # the test server's logins need one
     out = tmp_path / "a"
     args = ["--data", pg_uri, "--table", "ratings", "--artifacts", str(out), *TINY_ARGS, "-q"]
-    assert (
-        run_command(
-            cli,
-            [
-                *args,
-                "--user-col",
-                "customer_id",
-                "--movie-col",
-                "sku",
-                "--rating-col",
-                "stars",
-                "--time-col",
-                "event_time",
-            ],
-        )
-        == 0
-    )
+    assert run_command(cli, [*args, *LOG_ARGS]) == 0
     assert run_command(cli, [*args, "--user-col", "nope"]) == 2
     err = capsys.readouterr().err
     assert "no column 'nope'" in err and password not in err

@@ -15,18 +15,7 @@ from movierec.serve_batch.cli_support import run_command
 from movierec.train.checkpoint import load_checkpoint
 from movierec.train.cli import cli
 from tests.support import TINY_ARGS
-from tests.synthetic import LOG_COLUMNS, log_frame, make_ratings, write_items, write_log
-
-LOG_ARGS = [
-    "--user-col",
-    LOG_COLUMNS["user"],
-    "--movie-col",
-    LOG_COLUMNS["movie"],
-    "--rating-col",
-    LOG_COLUMNS["rating"],
-    "--time-col",
-    LOG_COLUMNS["time"],
-]
+from tests.synthetic import LOG_ARGS, LOG_COLUMNS, log_frame, make_ratings, write_items, write_log
 
 
 @pytest.fixture(scope="module")
